@@ -1,0 +1,208 @@
+"""Train and evaluate from a composed config: what ``lightdet-train`` and ``lightdet-test`` run.
+
+``train(cfg)`` instantiates the datamodule, the LightningModule (detector, optimizer, schedule,
+evaluator), callbacks, loggers and the trainer, and nothing else; the parts never see the config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lightdet.config import register_resolvers
+from lightdet.engine.summary import RunSummary, write_json
+
+__all__ = ["TrainResult", "train", "evaluate", "find_resume_checkpoint", "stored_config", "CONFIG_KEY"]
+
+log = logging.getLogger(__name__)
+
+#: Key of the composed, resolved config inside every lightdet checkpoint.
+CONFIG_KEY = "lightdet_config"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        trainer: the fitted ``lightning.Trainer``.
+        module: the ``DetectionModule``.
+        summary: the content of ``summary.json`` (best/last metrics, history, checkpoint paths).
+        output_dir: the run directory.
+    """
+
+    trainer: L.Trainer
+    module: L.LightningModule
+    summary: dict[str, Any] = field(default_factory=dict)
+    output_dir: Path = Path(".")
+
+    @property
+    def best_score(self) -> float | None:
+        """The best ``val/bbox_mAP`` (None when nothing was validated)."""
+        return self.summary.get("best", {}).get("val/bbox_mAP")
+
+
+def _instantiate_all(nodes: DictConfig | None) -> list[Any]:
+    """Instantiates every ``_target_`` node of a ``{name: node}`` group (callbacks, loggers)."""
+    if not nodes:
+        return []
+    return [instantiate(node, _convert_="all") for node in nodes.values() if node and "_target_" in node]
+
+
+def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint to resume a run directory from: ``last.ckpt``, else the newest ``*.ckpt``."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if last.is_file():
+        return last
+    found = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _resume_path(cfg: DictConfig) -> str | None:
+    if cfg.get("ckpt_path"):
+        path = Path(cfg.ckpt_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ckpt_path={cfg.ckpt_path!r}: no such checkpoint file")
+        return str(path)
+    resume = cfg.get("resume")
+    if not resume:
+        return None
+    run_dir = Path(cfg.paths.output_dir) if str(resume) == "auto" else Path(str(resume))
+    if str(resume) != "auto" and not run_dir.is_dir():
+        raise FileNotFoundError(f"resume={resume!r}: no such run directory")
+    found = find_resume_checkpoint(run_dir)
+    if found is None and str(resume) != "auto":
+        raise FileNotFoundError(f"resume={resume!r}: no checkpoint under {run_dir / 'checkpoints'}")
+    log.info("resume=%s: %s", resume, f"resuming from {found}" if found else "no checkpoint yet, starting fresh")
+    return str(found) if found else None
+
+
+def _build(cfg: DictConfig, callbacks: Sequence[Any]) -> tuple[L.LightningDataModule, Any, L.Trainer]:
+    datamodule = instantiate(cfg.dataset.datamodule, _convert_="all")
+    module = instantiate(cfg.module, _convert_="all")
+    module.lightdet_config = OmegaConf.to_container(cfg, resolve=True)
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=list(callbacks), logger=loggers or False, _convert_="all")
+    return datamodule, module, trainer
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Trains (and optionally tests) the configured detector; writes the run directory.
+
+    The run directory (``cfg.paths.output_dir``) receives ``config.yaml``, ``checkpoints/`` (last and
+    best by ``val/bbox_mAP``), ``metrics.csv``, TensorBoard logs and ``summary.json``.
+    """
+    register_resolvers()
+    L.seed_everything(int(cfg.seed), workers=True)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    summary = RunSummary(out)
+    datamodule, module, trainer = _build(cfg, [*_instantiate_all(cfg.get("callbacks")), summary])
+    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+    if cfg.get("test_after_train"):
+        ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
+        trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+    result = TrainResult(trainer=trainer, module=module, summary=summary.payload(trainer), output_dir=out)
+    if trainer.is_global_zero:
+        _print_summary(result)
+    return result
+
+
+def _print_summary(result: TrainResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    best = result.summary.get("best", {})
+    table = Table(title="lightdet run summary", show_header=False)
+    mAP = best.get("val/bbox_mAP")
+    table.add_row("best val/bbox_mAP", "n/a" if mAP is None else f"{mAP:.4f} (epoch {best.get('epoch')})")
+    last = result.summary.get("last", {})
+    if "val/bbox_mAP" in last:
+        table.add_row("final val/bbox_mAP", f"{last['val/bbox_mAP']:.4f}")
+    table.add_row("best checkpoint", str(best.get("ckpt")))
+    table.add_row("last checkpoint", str(last.get("ckpt")))
+    table.add_row("run directory", str(result.output_dir))
+    table.add_row("summary", str(result.output_dir / "summary.json"))
+    Console().print(table)
+
+
+def stored_config(ckpt: str | Path) -> DictConfig:
+    """The composed config a lightdet checkpoint carries (written by lightdet-train / lightdet-convert)."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt={str(ckpt)!r}: no such checkpoint file")
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if CONFIG_KEY not in payload:
+        raise ValueError(
+            f"{path} carries no '{CONFIG_KEY}': it was not written by lightdet-train or lightdet-convert. "
+            "Convert a torchvision/MMDetection checkpoint with `lightdet-convert` first."
+        )
+    return OmegaConf.create(payload[CONFIG_KEY])
+
+
+def merge_overrides(stored: DictConfig, composed: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """Replaces in ``stored`` exactly what the command-line ``overrides`` changed in ``composed``.
+
+    ``dataset=coco`` replaces the whole ``dataset`` node, ``model/backbone=resnet101`` the
+    ``model.backbone`` node and ``dataset.batch_size=4`` that one value; everything else keeps the
+    checkpoint's value.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    merged = OmegaConf.create(OmegaConf.to_container(stored, resolve=False))
+    OmegaConf.set_struct(merged, False)
+    for o in OverridesParser.create().parse_overrides(list(overrides)):
+        key = o.key_or_group.split("@", 1)[0].replace("/", ".")
+        if key.startswith("hydra") or o.is_delete():
+            continue
+        value = OmegaConf.select(composed, key, throw_on_missing=False)
+        target_parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(merged, target_parent) if target_parent else merged
+        if node is None:
+            OmegaConf.update(merged, key, value, merge=False, force_add=True)
+        else:
+            node[leaf] = value
+    return merged
+
+
+def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Evaluates ``cfg.ckpt`` on ``cfg.split`` with the checkpoint's config plus ``overrides``.
+
+    Returns the metrics (``test/bbox_mAP``, ...). Writes ``cfg.out`` (COCO results JSON) and
+    ``summary.json`` beside it when ``cfg.out`` is set.
+    """
+    register_resolvers()
+    merged = merge_overrides(stored_config(cfg.ckpt), cfg, overrides)
+    for key in ("ckpt", "split", "out", "paths", "trainer", "logger", "callbacks"):
+        merged[key] = cfg[key]
+    if merged.get("out"):
+        merged.dataset.evaluator.outfile = str(merged.out)
+    split = str(merged.split)
+    if split not in ("val", "test"):
+        raise ValueError(f"split={split!r}: expected 'val' or 'test'")
+    datamodule = instantiate(merged.dataset.datamodule, _convert_="all")
+    if split == "val":
+        datamodule.use_val_as_test()
+    module = instantiate(merged.module, _convert_="all")
+    module.lightdet_config = OmegaConf.to_container(merged, resolve=True)
+    trainer = instantiate(
+        merged.trainer, callbacks=_instantiate_all(merged.get("callbacks")), logger=False, _convert_="all"
+    )
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    if merged.get("out"):
+        out = Path(merged.out)
+        write_json(out.parent / "summary.json", {"ckpt": str(cfg.ckpt), "split": split, "metrics": metrics})
+    return metrics
+

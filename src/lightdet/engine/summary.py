@@ -1,0 +1,93 @@
+"""The run summary: per-epoch validation history, the best checkpoint, and ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+
+__all__ = ["RunSummary", "write_json"]
+
+
+def _floats(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if key.startswith(prefix):
+            v = float(value)
+            out[key] = v if math.isfinite(v) else float("nan")
+    return out
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Writes ``payload`` atomically (a crash never leaves half a file behind)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+class RunSummary(Callback):
+    """Records ``val/*`` metrics after every validation and writes ``summary.json`` when fitting ends.
+
+    ``summary.json``::
+
+        {"best": {"val/bbox_mAP": float, "epoch": int, "ckpt": str | None},
+         "last": {"val/...": float, ...},
+         "history": [{"epoch": int, "step": int, "minutes": float, "val/...": float, ...}, ...],
+         "output_dir": str}
+
+    Args:
+        output_dir: the run directory.
+        monitor: the metric that defines "best" (higher is better).
+    """
+
+    def __init__(self, output_dir: str | Path, monitor: str = "val/bbox_mAP") -> None:
+        self.output_dir = Path(output_dir)
+        self.monitor = monitor
+        self.history: list[dict[str, float]] = []
+        self._t0 = time.monotonic()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = _floats(trainer.callback_metrics, "val/")
+        if not metrics:
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row["minutes"] = round((time.monotonic() - self._t0) / 60.0, 3)
+        self.history.append({**row, **metrics})
+        self._write(trainer)  # after every validation, so an interrupted run keeps its summary
+
+    def best(self) -> dict[str, Any]:
+        """The best history row by ``monitor`` (``{}`` when nothing was validated)."""
+        rows = [r for r in self.history if self.monitor in r and not math.isnan(r[self.monitor])]
+        return max(rows, key=lambda r: r[self.monitor]) if rows else {}
+
+    def payload(self, trainer: L.Trainer) -> dict[str, Any]:
+        best = self.best()
+        ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        best_ckpt = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
+        last_ckpt = ckpt.last_model_path if ckpt is not None and ckpt.last_model_path else None
+        last = {k: v for k, v in self.history[-1].items() if "/" in k} if self.history else {}
+        return {
+            "best": {self.monitor: best.get(self.monitor), "epoch": best.get("epoch"), "ckpt": best_ckpt},
+            "last": {**last, "ckpt": last_ckpt},
+            "history": self.history,
+            "output_dir": str(self.output_dir),
+        }
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write(trainer)
+
+    @rank_zero_only
+    def _write(self, trainer: L.Trainer) -> None:
+        write_json(self.output_dir / "summary.json", self.payload(trainer))
