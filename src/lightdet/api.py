@@ -18,14 +18,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lightdet.config import register_resolvers
+from lightdet.engine.module import CONFIG_KEY
 from lightdet.engine.summary import RunSummary, write_json
 
 __all__ = ["TrainResult", "train", "evaluate", "find_resume_checkpoint", "stored_config", "CONFIG_KEY"]
 
 log = logging.getLogger(__name__)
-
-#: Key of the composed, resolved config inside every lightdet checkpoint.
-CONFIG_KEY = "lightdet_config"
 
 
 @dataclass
@@ -86,10 +84,23 @@ def _resume_path(cfg: DictConfig) -> str | None:
     return str(found) if found else None
 
 
+def _callbacks(cfg: DictConfig) -> list[Any]:
+    """The configured callbacks, minus a progress bar / model summary that the trainer switches off."""
+    from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+
+    off = tuple(
+        kind
+        for kind, flag in ((ProgressBar, "enable_progress_bar"), (ModelSummary, "enable_model_summary"))
+        if not cfg.trainer.get(flag, True)
+    )
+    return [c for c in _instantiate_all(cfg.get("callbacks")) if not (off and isinstance(c, off))]
+
+
 def _build(cfg: DictConfig, callbacks: Sequence[Any]) -> tuple[L.LightningDataModule, Any, L.Trainer]:
     datamodule = instantiate(cfg.dataset.datamodule, _convert_="all")
     module = instantiate(cfg.module, _convert_="all")
-    module.lightdet_config = OmegaConf.to_container(cfg, resolve=True)
+    # Stored unresolved, so that `lightdet-test ckpt=... paths.data_dir=/elsewhere` re-resolves the paths.
+    module.lightdet_config = OmegaConf.to_container(cfg, resolve=False)
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks), logger=loggers or False, _convert_="all")
     return datamodule, module, trainer
@@ -108,7 +119,7 @@ def train(cfg: DictConfig) -> TrainResult:
     if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     summary = RunSummary(out)
-    datamodule, module, trainer = _build(cfg, [*_instantiate_all(cfg.get("callbacks")), summary])
+    datamodule, module, trainer = _build(cfg, [*_callbacks(cfg), summary])
     trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg))
     if cfg.get("test_after_train"):
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
@@ -193,11 +204,11 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         raise ValueError(f"split={split!r}: expected 'val' or 'test'")
     datamodule = instantiate(merged.dataset.datamodule, _convert_="all")
     if split == "val":
-        datamodule.use_val_as_test()
+        datamodule.test = datamodule.val
     module = instantiate(merged.module, _convert_="all")
-    module.lightdet_config = OmegaConf.to_container(merged, resolve=True)
+    module.lightdet_config = OmegaConf.to_container(merged, resolve=False)
     trainer = instantiate(
-        merged.trainer, callbacks=_instantiate_all(merged.get("callbacks")), logger=False, _convert_="all"
+        merged.trainer, callbacks=_callbacks(merged), logger=False, _convert_="all"
     )
     results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}

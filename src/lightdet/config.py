@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 from lightdet.data.classes import load_class_names
 
@@ -22,10 +22,11 @@ def _num_classes(classes: object) -> int:
     return len(load_class_names(classes))  # type: ignore[arg-type]
 
 
-def _resnet_channels(depth: int, out_indices: Sequence[int]) -> list[int]:
+def _resnet_channels(depth: int, out_indices: Sequence[int]) -> ListConfig:
     from lightdet.models.backbones.resnet import resnet_out_channels
 
-    return resnet_out_channels(int(depth), [int(i) for i in out_indices])
+    # A ListConfig (not a list) so that OmegaConf.resolve, used by `--cfg job --resolve`, accepts it.
+    return ListConfig(resnet_out_channels(int(depth), [int(i) for i in out_indices]))
 
 
 def register_resolvers() -> None:

@@ -1,0 +1,93 @@
+"""Datasets, transforms, samplers, collate and the LightningDataModule.
+
+files --dataset--> ImageRecord --pipeline (LoadImage, Resize, ...)--> DetSample --DetBatch.collate--> DetBatch
+
+The public names are loaded on first access (PEP 562), so that ``lightdet.data.synthetic`` or
+``lightdet.data.classes`` can be imported by light tools (``lightdet-data make-shapes``, the config
+resolvers) without importing Lightning, torchvision and albumentations.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lightdet.data.albu import Albu
+    from lightdet.data.classes import load_class_names, match_categories
+    from lightdet.data.datamodule import DetDataModule
+    from lightdet.data.datasets import CocoDataset, shapes_dataset
+    from lightdet.data.records import ImageRecord, RecordStore, decode_masks
+    from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
+    from lightdet.data.synthetic import SHAPE_CLASSES, ShapesParams, ensure_shapes, make_shapes
+    from lightdet.data.transforms import (
+        Compose,
+        LoadImage,
+        RandomFlip,
+        Resize,
+        Transform,
+        read_image,
+        rescale_size,
+    )
+
+_MODULE_OF = {
+    "Albu": "albu",
+    "load_class_names": "classes",
+    "match_categories": "classes",
+    "DetDataModule": "datamodule",
+    "CocoDataset": "datasets",
+    "shapes_dataset": "datasets",
+    "ImageRecord": "records",
+    "RecordStore": "records",
+    "decode_masks": "records",
+    "GroupedBatchSampler": "samplers",
+    "aspect_ratio_group_ids": "samplers",
+    "SHAPE_CLASSES": "synthetic",
+    "ShapesParams": "synthetic",
+    "ensure_shapes": "synthetic",
+    "make_shapes": "synthetic",
+    "Compose": "transforms",
+    "LoadImage": "transforms",
+    "RandomFlip": "transforms",
+    "Resize": "transforms",
+    "Transform": "transforms",
+    "read_image": "transforms",
+    "rescale_size": "transforms",
+}
+
+__all__ = [
+    "Albu",
+    "aspect_ratio_group_ids",
+    "CocoDataset",
+    "Compose",
+    "decode_masks",
+    "DetDataModule",
+    "ensure_shapes",
+    "GroupedBatchSampler",
+    "ImageRecord",
+    "load_class_names",
+    "LoadImage",
+    "make_shapes",
+    "match_categories",
+    "RandomFlip",
+    "read_image",
+    "RecordStore",
+    "rescale_size",
+    "Resize",
+    "SHAPE_CLASSES",
+    "shapes_dataset",
+    "ShapesParams",
+    "Transform",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'lightdet.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lightdet.data.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,113 @@
+"""The LightningDataModule: built datasets in, DataLoaders of :class:`~lightdet.structures.DetBatch` out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
+from lightdet.structures import DetBatch, DetSample
+
+__all__ = ["DetDataModule"]
+
+
+class DetDataModule(L.LightningDataModule):
+    """Serves train / val / test datasets as DataLoaders of ``DetBatch``.
+
+    Args:
+        train, val, test: built datasets of ``DetSample`` (Hydra instantiates them); ``test``
+            defaults to ``val``.
+        batch_size: training images per batch (per process under DDP).
+        val_batch_size: images per batch for validation and test.
+        num_workers: DataLoader worker processes; 0 loads in the main process.
+        pin_memory: pin batches (only when CUDA is available).
+        persistent_workers: keep workers alive between epochs (ignored with ``num_workers=0``).
+        group_by_aspect_ratio: training batches of all-landscape or all-portrait images
+            (:class:`~lightdet.data.samplers.GroupedBatchSampler`); the train dataset must have
+            ``aspect_ratios()``.
+        shuffle: shuffle the training set each epoch.
+
+    Distributed training: the training loader's batch sampler is a ``BatchSampler`` subclass built
+    inside ``train_dataloader``, so Lightning's default ``use_distributed_sampler=True`` wraps its
+    index sampler in a ``DistributedSampler`` (seeded, ``set_epoch`` called each epoch). Validation
+    and test loaders are plain and get Lightning's padded ``DistributedSampler``; the evaluator removes
+    the repeated images.
+    """
+
+    def __init__(
+        self,
+        *,
+        train: Dataset[DetSample] | None = None,
+        val: Dataset[DetSample] | None = None,
+        test: Dataset[DetSample] | None = None,
+        batch_size: int = 2,
+        val_batch_size: int = 1,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        group_by_aspect_ratio: bool = True,
+        shuffle: bool = True,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or val_batch_size < 1 or num_workers < 0:
+            raise ValueError(
+                f"DetDataModule: need batch_size >= 1, val_batch_size >= 1, num_workers >= 0, got "
+                f"{batch_size}, {val_batch_size}, {num_workers}"
+            )
+        self.train, self.val = train, val
+        self.test = test if test is not None else val
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.group_by_aspect_ratio = group_by_aspect_ratio
+        self.shuffle = shuffle
+
+    @property
+    def class_names(self) -> list[str]:
+        """The class names of the train dataset (else of val / test), in label order."""
+        for ds in (self.train, self.val, self.test):
+            if ds is not None and hasattr(ds, "class_names"):
+                return list(ds.class_names)
+        raise AttributeError("DetDataModule: none of its datasets has `class_names`")
+
+    def _loader(self, dataset: Dataset[DetSample], **kwargs: Any) -> DataLoader[DetBatch]:
+        return DataLoader(
+            dataset,
+            num_workers=self.num_workers,
+            collate_fn=DetBatch.collate,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            **kwargs,
+        )
+
+    @staticmethod
+    def _require(dataset: Dataset[DetSample] | None, split: str) -> Dataset[DetSample]:
+        if dataset is None:
+            fallback = " and no val dataset to default to" if split == "test" else ""
+            raise ValueError(
+                f"DetDataModule: no {split} dataset was given{fallback} (dataset.datamodule.{split} is null)"
+            )
+        return dataset
+
+    def train_dataloader(self) -> DataLoader[DetBatch]:
+        dataset = self._require(self.train, "train")
+        if not self.group_by_aspect_ratio:
+            return self._loader(dataset, batch_size=self.batch_size, shuffle=self.shuffle)
+        if not hasattr(dataset, "aspect_ratios"):
+            raise TypeError(
+                f"DetDataModule: group_by_aspect_ratio needs the train dataset to have aspect_ratios(); "
+                f"{type(dataset).__name__} has not (set group_by_aspect_ratio=false)"
+            )
+        sampler = RandomSampler(dataset) if self.shuffle else SequentialSampler(dataset)
+        group_ids = aspect_ratio_group_ids(dataset.aspect_ratios())
+        return self._loader(dataset, batch_sampler=GroupedBatchSampler(sampler, group_ids, self.batch_size))
+
+    def val_dataloader(self) -> DataLoader[DetBatch]:
+        return self._loader(self._require(self.val, "val"), batch_size=self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader[DetBatch]:
+        return self._loader(self._require(self.test, "test"), batch_size=self.val_batch_size, shuffle=False)

@@ -1,0 +1,90 @@
+"""RoIAlign over a feature pyramid, each RoI pooled from the level that matches its size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torchvision.ops import roi_align
+
+LEVEL_MAPPINGS = ("mmdet", "torchvision")
+
+
+class MultiLevelRoIAlign(nn.Module):
+    """Pools ``output_size x output_size`` features for each RoI from one pyramid level.
+
+    Level of a RoI of scale ``s = sqrt(w * h)`` (index into ``strides``), clamped to the available levels:
+
+    * ``"mmdet"``: ``floor(log2(s / finest_scale + 1e-6))`` (MMDetection's ``SingleRoIExtractor``).
+    * ``"torchvision"``: ``floor(k0 + log2(s / s0) + 1e-6) - k_min`` with ``k_min = log2(strides[0])``,
+      ``k0 = k_min + 2`` and ``s0 = 4 * finest_scale`` (torchvision's ``LevelMapper``: ``k0 = 4``, ``s0 = 224``
+      for strides starting at 4 and ``finest_scale = 56``). Same rule, different rounding near level borders.
+
+    Args:
+        output_size: pooled height and width (7 for boxes, 14 for masks).
+        strides: strides of the levels to pool from; the first ``len(strides)`` feature maps are used.
+        sampling_ratio: RoIAlign samples per bin side (0: adaptive, MMDetection; 2: torchvision).
+        aligned: shift RoIs by half a pixel (MMDetection: True; torchvision: False).
+        finest_scale: RoI scale mapped to the boundary between the first two levels (56).
+        level_mapping: ``"mmdet"`` or ``"torchvision"``.
+
+    ``forward(feats, rois)``: ``rois [R, 5]`` rows ``(batch_index, x1, y1, x2, y2)`` in input pixels ->
+    ``[R, C, output_size, output_size]``.
+    """
+
+    def __init__(
+        self,
+        output_size: int = 7,
+        strides: Sequence[int] = (4, 8, 16, 32),
+        *,
+        sampling_ratio: int = 0,
+        aligned: bool = True,
+        finest_scale: float = 56.0,
+        level_mapping: str = "mmdet",
+    ) -> None:
+        super().__init__()
+        if level_mapping not in LEVEL_MAPPINGS:
+            raise ValueError(f"MultiLevelRoIAlign level_mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}")
+        self.output_size = output_size
+        self.strides = [int(s) for s in strides]
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.finest_scale = finest_scale
+        self.level_mapping = level_mapping
+
+    def map_levels(self, rois: Tensor) -> Tensor:
+        """``rois [R, 5]`` -> ``int64 [R]`` level index in ``0 .. len(strides) - 1``."""
+        scale = torch.sqrt((rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2]))
+        num_levels = len(self.strides)
+        if self.level_mapping == "mmdet":
+            level = torch.floor(torch.log2(scale / self.finest_scale + 1e-6))
+            return level.clamp(0, num_levels - 1).to(torch.int64)
+        k_min = math.log2(self.strides[0])
+        k0, s0 = k_min + 2, 4 * self.finest_scale
+        level = torch.floor(k0 + torch.log2(scale / s0) + 1e-6)
+        return (level.clamp(k_min, k_min + num_levels - 1) - k_min).to(torch.int64)
+
+    def forward(self, feats: Sequence[Tensor], rois: Tensor) -> Tensor:
+        if len(feats) < len(self.strides):
+            raise ValueError(f"MultiLevelRoIAlign needs {len(self.strides)} feature maps, got {len(feats)}")
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], self.output_size, self.output_size))
+        if rois.shape[0] == 0:
+            return out
+        levels = self.map_levels(rois)
+        for i, stride in enumerate(self.strides):
+            idx = torch.nonzero(levels == i).squeeze(1)
+            if idx.numel() == 0:
+                continue
+            out[idx] = roi_align(
+                feats[i], rois[idx], self.output_size, spatial_scale=1.0 / stride,
+                sampling_ratio=self.sampling_ratio, aligned=self.aligned,
+            ).to(out.dtype)
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, strides={self.strides}, sampling_ratio={self.sampling_ratio}, "
+            f"aligned={self.aligned}, finest_scale={self.finest_scale}, level_mapping={self.level_mapping!r}"
+        )

@@ -1,0 +1,80 @@
+"""Acceptance: torchvision's Faster R-CNN weights, converted, give torchvision's proposals and detections.
+
+The reference model has seeded random weights (no download), with norm statistics and predictor weights spread
+out so that proposals are not ties and many detections pass the score threshold. Image sizes need no resize
+in torchvision's transform and are not multiples of 64, so torchvision's P6 anchor stride quirk is exercised.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+from lightdet.checkpoint import build_model, convert
+from lightdet.structures import DetBatch, DetSample, ImageMeta
+
+ARCH = "fasterrcnn_resnet50_fpn"
+SIZES = [(288, 448), (288, 288)]
+
+
+def reference_model(path: Path) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=288, max_size=448).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.0)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+        model.rpn.head.cls_logits.weight.normal_(0, 0.3)
+        model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.3)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def smooth_image(h: int, w: int, g: torch.Generator) -> torch.Tensor:
+    low = torch.rand(1, 3, h // 16, w // 16, generator=g)
+    return (torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[0] * 255).round().to(torch.uint8)
+
+
+def same_boxes(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
+    """Every box of ``a`` has a box of ``b`` within ``tol`` px and vice versa (order-free: near-equal scores may
+    swap places between implementations)."""
+    d = (a[:, None, :] - b[None, :, :]).abs().amax(-1)
+    return bool((d.amin(1) < tol).all() and (d.amin(0) < tol).all())
+
+
+@pytest.mark.slow
+def test_converted_torchvision_weights_reproduce_torchvision(tmp_path):
+    reference = reference_model(tmp_path / "tv.pth")
+    ours = build_model("torchvision", ARCH, device="cpu").eval()
+    loaded = torch.load(tmp_path / "tv.pth", map_location="cpu", weights_only=True)
+    state, report, _ = convert("torchvision", ARCH, loaded, target=ours.state_dict())
+    assert report.ok, report.summary()
+    ours.load_state_dict(state, strict=True)
+
+    g = torch.Generator().manual_seed(1)
+    images = [smooth_image(h, w, g) for h, w in SIZES]
+    captured = {}
+    reference.rpn.register_forward_hook(lambda module, args, out: captured.update(proposals=out[0]))
+    with torch.no_grad():
+        expected = reference([im.float() / 255 for im in images])
+    batch = DetBatch.collate([
+        DetSample(image=im, boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
+                  meta=ImageMeta(i, f"{i}.jpg", im.shape[1:], im.shape[1:]))
+        for i, im in enumerate(images)
+    ])
+    proposals = ours.predict_proposals(batch)
+    detections = ours.predict(batch)
+
+    for ref_props, props in zip(captured["proposals"], proposals):
+        assert len(props) == len(ref_props) == 1000
+        assert same_boxes(props.boxes, ref_props, 1e-2)
+    for ref, det in zip(expected, detections):
+        assert len(det) == len(ref["boxes"]) > 0
+        assert len(ref["labels"].unique()) > 1
+        torch.testing.assert_close(det.boxes, ref["boxes"], atol=1e-2, rtol=0)
+        torch.testing.assert_close(det.scores, ref["scores"], atol=1e-4, rtol=0)
+        assert torch.equal(det.labels, ref["labels"] - 1)  # torchvision label = COCO id = ours + 1
