@@ -7,6 +7,7 @@ evaluator), callbacks, loggers and the trainer, and nothing else; the parts neve
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ from lightdet.engine.summary import RunSummary, write_json
 __all__ = ["TrainResult", "train", "evaluate", "find_resume_checkpoint", "stored_config", "CONFIG_KEY"]
 
 log = logging.getLogger(__name__)
+
+# DetectionModule moves DetBatch itself (non-blocking); Lightning warns whenever a module does so and a
+# DataModule is used, which is every run.
+warnings.filterwarnings("ignore", message=r".*overridden `transfer_batch_to_device` in `LightningModule`")
 
 
 @dataclass

@@ -30,14 +30,18 @@ def published_shapes() -> dict[str, tuple[int, ...]]:
                 shapes.update(bn(f"{p}.downsample.1", 4 * width))
         c_in = 4 * width
     for i, c in enumerate((256, 512, 1024, 2048)):
-        shapes |= {f"neck.lateral_convs.{i}.conv.weight": (256, c, 1, 1), f"neck.lateral_convs.{i}.conv.bias": (256,)}
-        shapes |= {f"neck.fpn_convs.{i}.conv.weight": (256, 256, 3, 3), f"neck.fpn_convs.{i}.conv.bias": (256,)}
+        shapes[f"neck.lateral_convs.{i}.conv.weight"] = (256, c, 1, 1)
+        shapes[f"neck.lateral_convs.{i}.conv.bias"] = (256,)
+        shapes[f"neck.fpn_convs.{i}.conv.weight"] = (256, 256, 3, 3)
+        shapes[f"neck.fpn_convs.{i}.conv.bias"] = (256,)
     shapes |= {
         "rpn_head.rpn_conv.weight": (256, 256, 3, 3), "rpn_head.rpn_conv.bias": (256,),
         "rpn_head.rpn_cls.weight": (3, 256, 1, 1), "rpn_head.rpn_cls.bias": (3,),
         "rpn_head.rpn_reg.weight": (12, 256, 1, 1), "rpn_head.rpn_reg.bias": (12,),
-        "roi_head.bbox_head.shared_fcs.0.weight": (1024, 12544), "roi_head.bbox_head.shared_fcs.0.bias": (1024,),
-        "roi_head.bbox_head.shared_fcs.1.weight": (1024, 1024), "roi_head.bbox_head.shared_fcs.1.bias": (1024,),
+        "roi_head.bbox_head.shared_fcs.0.weight": (1024, 12544),
+        "roi_head.bbox_head.shared_fcs.0.bias": (1024,),
+        "roi_head.bbox_head.shared_fcs.1.weight": (1024, 1024),
+        "roi_head.bbox_head.shared_fcs.1.bias": (1024,),
         "roi_head.bbox_head.fc_cls.weight": (81, 1024), "roi_head.bbox_head.fc_cls.bias": (81,),
         "roi_head.bbox_head.fc_reg.weight": (320, 1024), "roi_head.bbox_head.fc_reg.bias": (320,),
     }
@@ -59,7 +63,8 @@ def test_published_checkpoint_converts_and_loads(checkpoint):
     assert overrides == ["model=faster_rcnn"]
     model = build_model("mmdet", ARCH, device="cpu")
     model.load_state_dict(state, strict=True)
-    torch.testing.assert_close(model.roi_head.bbox_head.fc_cls.bias, checkpoint["state_dict"]["roi_head.bbox_head.fc_cls.bias"])
+    expected = checkpoint["state_dict"]["roi_head.bbox_head.fc_cls.bias"]
+    torch.testing.assert_close(model.roi_head.bbox_head.fc_cls.bias, expected)
 
 
 def test_unknown_keys_are_reported(checkpoint):

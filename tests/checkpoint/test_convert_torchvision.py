@@ -37,16 +37,19 @@ def test_key_map(tv_state, target):
     assert report.converted["rpn.head.bbox_pred.weight"] == "rpn_head.rpn_reg.weight"
     assert report.converted["roi_heads.box_head.fc7.weight"] == "roi_head.bbox_head.shared_fcs.1.weight"
     assert report.converted["backbone.body.bn1.running_var"] == "backbone.bn1.running_var"
-    torch.testing.assert_close(state["backbone.layer1.0.bn2.running_mean"], tv_state["backbone.body.layer1.0.bn2.running_mean"])
+    key = "layer1.0.bn2.running_mean"
+    torch.testing.assert_close(state[f"backbone.{key}"], tv_state[f"backbone.body.{key}"])
     # the torchvision model built without weights uses BatchNorm: its step counters have no FrozenBN slot
-    assert set(report.dropped) == {k for k in tv_state if k.endswith("num_batches_tracked")} and report.dropped
+    counters = {k for k in tv_state if k.endswith("num_batches_tracked")}
+    assert counters and set(report.dropped) == counters
     assert overrides[0] == "model=faster_rcnn"
 
 
 def test_background_moves_last_and_its_regression_rows_go(tv_state, target):
     state, _, _ = convert("torchvision", ARCH, tv_state, target=target)
     assert state["roi_head.bbox_head.fc_cls.bias"].tolist() == list(range(1, 91)) + [0]
-    torch.testing.assert_close(state["roi_head.bbox_head.fc_cls.weight"][:, 0], torch.tensor(list(range(1, 91)) + [0.0]))
+    expected = torch.tensor(list(range(1, 91)) + [0.0])
+    torch.testing.assert_close(state["roi_head.bbox_head.fc_cls.weight"][:, 0], expected)
     assert state["roi_head.bbox_head.fc_reg.bias"].tolist() == list(range(4, 364))
 
 
@@ -66,7 +69,8 @@ def test_pre_0_13_key_format_is_accepted(tv_state):
         old[k.replace("rpn.head.conv.0.0.", "rpn.head.conv.")] = v
     state, report = convert_faster_rcnn(old)
     assert not report.unexpected
-    assert {"neck.lateral_convs.0.conv.weight", "neck.fpn_convs.1.conv.bias", "rpn_head.rpn_conv.weight"} <= set(state)
+    renamed = {"neck.lateral_convs.0.conv.weight", "neck.fpn_convs.1.conv.bias", "rpn_head.rpn_conv.weight"}
+    assert renamed <= set(state)
 
 
 def test_unknown_missing_and_misshapen_keys_are_reported(tv_state, target):

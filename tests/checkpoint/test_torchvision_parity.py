@@ -15,12 +15,12 @@ from lightdet.checkpoint import build_model, convert
 from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 ARCH = "fasterrcnn_resnet50_fpn"
-SIZES = [(288, 448), (288, 288)]
+SIZES = [(288, 608), (288, 288)]
 
 
 def reference_model(path: Path) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=288, max_size=448).eval()
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=288, max_size=608).eval()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -36,12 +36,15 @@ def reference_model(path: Path) -> torch.nn.Module:
 
 def smooth_image(h: int, w: int, g: torch.Generator) -> torch.Tensor:
     low = torch.rand(1, 3, h // 16, w // 16, generator=g)
-    return (torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[0] * 255).round().to(torch.uint8)
+    image = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[0]
+    return (image * 255).round().to(torch.uint8)
 
 
 def same_boxes(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
-    """Every box of ``a`` has a box of ``b`` within ``tol`` px and vice versa (order-free: near-equal scores may
-    swap places between implementations)."""
+    """Every box of ``a`` has a box of ``b`` within ``tol`` px and vice versa.
+
+    Order-free, because near-equal scores may swap places between two implementations.
+    """
     d = (a[:, None, :] - b[None, :, :]).abs().amax(-1)
     return bool((d.amin(1) < tol).all() and (d.amin(0) < tol).all())
 
@@ -70,7 +73,7 @@ def test_converted_torchvision_weights_reproduce_torchvision(tmp_path):
     detections = ours.predict(batch)
 
     for ref_props, props in zip(captured["proposals"], proposals):
-        assert len(props) == len(ref_props) == 1000
+        assert len(props) == len(ref_props) > 100
         assert same_boxes(props.boxes, ref_props, 1e-2)
     for ref, det in zip(expected, detections):
         assert len(det) == len(ref["boxes"]) > 0

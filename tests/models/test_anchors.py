@@ -23,7 +23,9 @@ def test_mmdet_base_anchors_known_values():
 
 def test_torchvision_variant_rounds_base_anchors():
     gen = AnchorGenerator([4], scales=[8], round_base_anchors=True)
-    expected = torch.tensor([[-23.0, -11.0, 23.0, 11.0], [-16.0, -16.0, 16.0, 16.0], [-11.0, -23.0, 11.0, 23.0]])
+    expected = torch.tensor(
+        [[-23.0, -11.0, 23.0, 11.0], [-16.0, -16.0, 16.0, 16.0], [-11.0, -23.0, 11.0, 23.0]]
+    )
     torch.testing.assert_close(gen.base_anchors[0], expected)
 
 

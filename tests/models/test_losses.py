@@ -15,8 +15,9 @@ def test_softmax_cross_entropy_hand_value():
 def test_sigmoid_cross_entropy_hand_value_and_avg_factor():
     pred, target = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 0.0])
     per_elem = [math.log(2), math.log(1 + math.exp(2))]
-    assert CrossEntropyLoss(use_sigmoid=True)(pred, target).item() == pytest.approx(sum(per_elem) / 2, rel=1e-6)
-    assert CrossEntropyLoss(use_sigmoid=True)(pred, target, avg_factor=4).item() == pytest.approx(sum(per_elem) / 4)
+    bce = CrossEntropyLoss(use_sigmoid=True)
+    assert bce(pred, target).item() == pytest.approx(sum(per_elem) / 2, rel=1e-6)
+    assert bce(pred, target, avg_factor=4).item() == pytest.approx(sum(per_elem) / 4)
     weighted = CrossEntropyLoss(use_sigmoid=True, loss_weight=2.0, reduction="sum")
     assert weighted(pred, target, weight=torch.tensor([1.0, 0.0])).item() == pytest.approx(2 * math.log(2))
     with pytest.raises(ValueError, match="target"):
@@ -58,9 +59,11 @@ def test_target_spaces_drive_box_regression_loss():
     gt = torch.tensor([[1.0, 1.0, 11.0, 12.0], [4.0, 6.0, 22.0, 40.0]])
     deltas = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
     expected_giou = GIoULoss(reduction="sum")(coder.decode(priors, deltas), gt)
-    assert box_regression_loss(GIoULoss(), coder, deltas, priors, gt, 1.0).item() == pytest.approx(expected_giou.item())
+    giou = box_regression_loss(GIoULoss(), coder, deltas, priors, gt, 1.0)
+    assert giou.item() == pytest.approx(expected_giou.item())
     expected_l1 = L1Loss(reduction="sum")(deltas, coder.encode(priors, gt))
-    assert box_regression_loss(L1Loss(), coder, deltas, priors, gt, 1.0).item() == pytest.approx(expected_l1.item())
+    l1 = box_regression_loss(L1Loss(), coder, deltas, priors, gt, 1.0)
+    assert l1.item() == pytest.approx(expected_l1.item())
     with pytest.raises(ValueError, match="target_space"):
         box_regression_loss(torch.nn.MSELoss(), coder, deltas, priors, gt, 1.0)
 

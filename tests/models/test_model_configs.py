@@ -23,11 +23,23 @@ hydra:
     - pkg://lightdet.conf
 """
 
+# What faster_rcnn_r50_fpn_bounded_iou_1x_coco changes: only the box loss node of the R-CNN head.
+BOUNDED_IOU_EXPERIMENT = """# @package _global_
+model:
+  roi_head:
+    bbox_head:
+      loss_bbox:
+        _target_: lightdet.models.BoundedIoULoss
+        loss_weight: 10.0
+"""
+
 
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("conf")
     (path / "primary.yaml").write_text(PRIMARY)
+    (path / "experiment").mkdir()
+    (path / "experiment" / "bounded_iou.yaml").write_text(BOUNDED_IOU_EXPERIMENT)
     register_resolvers()
     return path
 
@@ -50,8 +62,12 @@ def test_faster_rcnn_matches_mmdetection_defaults(config_dir):
 
 @pytest.mark.parametrize(
     ("backbone", "channels"),
-    [("resnet18", [64, 128, 256, 512]), ("resnet34", [64, 128, 256, 512]), ("resnet101", [256, 512, 1024, 2048]),
-     ("resnext101_32x4d", [256, 512, 1024, 2048])],
+    [
+        ("resnet18", [64, 128, 256, 512]),
+        ("resnet34", [64, 128, 256, 512]),
+        ("resnet101", [256, 512, 1024, 2048]),
+        ("resnext101_32x4d", [256, 512, 1024, 2048]),
+    ],
 )
 def test_backbone_swap_moves_the_neck(config_dir, backbone, channels):
     cfg = compose_model(config_dir, f"model/backbone={backbone}")
@@ -63,18 +79,29 @@ def test_backbone_swap_moves_the_neck(config_dir, backbone, channels):
 
 def test_class_count_and_loss_swap(config_dir):
     cfg = compose_model(
-        config_dir, "dataset.num_classes=7", "model.roi_head.bbox_head.loss_bbox._target_=lightdet.models.BoundedIoULoss",
+        config_dir,
+        "dataset.num_classes=7",
+        "model.roi_head.bbox_head.loss_bbox._target_=lightdet.models.BoundedIoULoss",
         "model.roi_head.bbox_head.loss_bbox.loss_weight=10.0",
     )
     with torch.device("meta"):
         model = instantiate(cfg.model)
-    assert model.roi_head.bbox_head.fc_cls.out_features == 8 and model.roi_head.bbox_head.fc_reg.out_features == 28
+    head = model.roi_head.bbox_head
+    assert head.fc_cls.out_features == 8 and head.fc_reg.out_features == 28
     assert isinstance(model.roi_head.bbox_head.loss_bbox, BoundedIoULoss)
     assert model.roi_head.bbox_head.loss_bbox.loss_weight == 10.0
     assert isinstance(model.rpn_head.loss_bbox, L1Loss)
 
 
-@pytest.mark.parametrize("name", ["faster_rcnn", "faster_rcnn_small"])
+def test_experiment_swaps_only_the_box_loss(config_dir):
+    cfg = compose_model(config_dir, "+experiment=bounded_iou")
+    with torch.device("meta"):
+        loss = instantiate(cfg.model.roi_head.bbox_head.loss_bbox)
+    assert isinstance(loss, BoundedIoULoss) and loss.loss_weight == 10.0 and loss.beta == 0.2
+    assert cfg.model.rpn_head.loss_bbox._target_ == "lightdet.models.L1Loss"
+
+
+@pytest.mark.parametrize("name", [pytest.param("faster_rcnn", marks=pytest.mark.slow), "faster_rcnn_small"])
 def test_configs_train_and_predict(config_dir, name):
     cfg = compose_model(config_dir, f"model={name}")
     torch.manual_seed(0)

@@ -19,7 +19,7 @@ def test_out_channels():
 
 def test_feature_shapes_and_out_indices():
     feats = ResNet(18).eval()(torch.zeros(1, 3, 64, 96))
-    assert [tuple(f.shape) for f in feats] == [(1, 64, 16, 24), (1, 128, 8, 12), (1, 256, 4, 6), (1, 512, 2, 3)]
+    assert [tuple(f.shape[1:]) for f in feats] == [(64, 16, 24), (128, 8, 12), (256, 4, 6), (512, 2, 3)]
     feats = ResNet(18, out_indices=(1, 2)).eval()(torch.zeros(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == [128, 256]
 
@@ -82,6 +82,8 @@ def test_loads_local_torchvision_and_lightdet_files(tmp_path):
 def test_bad_weights_are_named():
     with pytest.raises(ValueError, match="neither an existing file"):
         ResNet(18, weights="no/such/file.pth")
+    with pytest.raises(ValueError, match="'ResNet18_Weights.IMAGENET9K' is not a torchvision weights name"):
+        ResNet(18, weights="ResNet18_Weights.IMAGENET9K")
 
 
 def test_weights_of_another_depth_are_rejected(tmp_path):

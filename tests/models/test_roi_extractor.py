@@ -38,7 +38,10 @@ def pyramid(seed: int = 0) -> list[torch.Tensor]:
 
 def test_torchvision_numerics_equal_multiscale_roi_align():
     feats = pyramid()
-    boxes = [torch.tensor([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 90.0, 60.0]]), torch.tensor([[10.0, 3.0, 20.0, 9.0]])]
+    boxes = [
+        torch.tensor([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 90.0, 60.0]]),
+        torch.tensor([[10.0, 3.0, 20.0, 9.0]]),
+    ]
     ref_pool = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, sampling_ratio=2)
     # feature heights 64 / 32 / 16 / 8 of a 256-high image: torchvision infers strides 4 .. 32
     ref = ref_pool(OrderedDict((str(i), f) for i, f in enumerate(feats)), boxes, [(256, 384), (256, 384)])

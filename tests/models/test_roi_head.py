@@ -64,7 +64,8 @@ def test_bbox_head_layout_background_last():
     losses = head.loss(cls, deltas, rois, torch.tensor([K, K]), torch.zeros(2, 4))
     assert losses["loss_bbox"] == 0
     assert losses["loss_cls"].item() == pytest.approx(torch.log(torch.tensor(K + 1.0)).item())
-    # a positive of class 1 is regressed with the deltas in columns 4..7; the L1 sum is divided by the RoI count
+    # a positive of class 1 is regressed with the deltas in columns 4..7; the L1 sum is divided by the
+    # number of RoIs
     deltas = torch.zeros(2, 4 * K)
     deltas[0, 4:8] = torch.tensor([1.0, 0.0, -0.5, 0.0])
     deltas[0, 0:4] = 7.0
@@ -78,9 +79,11 @@ def test_sampling_adds_ground_truth_and_skips_ignored():
     s = head.sample(proposals()[0], b.boxes[0], b.labels[0], b.ignore[0])
     assert s.num_pos >= 2 and len(s.boxes) <= 16
     assert set(s.gt_index[: s.num_pos].tolist()) <= {0, 2} and (s.gt_index[s.num_pos :] == -1).all()
-    assert (s.labels[: s.num_pos] == b.labels[0][s.gt_index[: s.num_pos]]).all() and (s.labels[s.num_pos :] == K).all()
+    assert (s.labels[: s.num_pos] == b.labels[0][s.gt_index[: s.num_pos]]).all()
+    assert (s.labels[s.num_pos :] == K).all()
     torch.testing.assert_close(s.gt_boxes[: s.num_pos], b.boxes[0][s.gt_index[: s.num_pos]])
-    no_gt = build_head(add_gt_as_proposals=False).sample(torch.zeros(0, 4), b.boxes[0], b.labels[0], b.ignore[0])
+    head = build_head(add_gt_as_proposals=False)
+    no_gt = head.sample(torch.zeros(0, 4), b.boxes[0], b.labels[0], b.ignore[0])
     assert len(no_gt.boxes) == 0
 
 
@@ -103,15 +106,19 @@ def test_decoded_box_loss_in_bbox_head():
 def test_predict_thresholds_suppresses_and_caps():
     dets = build_head(score_thr=0.0, max_per_img=7).predict(feats(), proposals(), batch_with())
     assert [len(d) for d in dets] == [7, 7]
-    assert all(((d.labels >= 0) & (d.labels < K)).all() and (d.scores[:-1] >= d.scores[1:]).all() for d in dets)
+    assert all(((d.labels >= 0) & (d.labels < K)).all() for d in dets)
+    assert all((d.scores[:-1] >= d.scores[1:]).all() for d in dets)
     assert [len(d) for d in build_head(score_thr=0.9).predict(feats(), proposals(), batch_with())] == [0, 0]
-    soft = build_head(score_thr=0.0, nms=SoftNMS(0.3), max_per_img=5).predict(feats(), proposals(), batch_with())
+    soft_head = build_head(score_thr=0.0, nms=SoftNMS(0.3), max_per_img=5)
+    soft = soft_head.predict(feats(), proposals(), batch_with())
     assert [len(d) for d in soft] == [5, 5]
 
 
 def test_postprocess_rules():
     head = build_head(score_thr=0.2, nms=NMS(0.5), min_box_size=1.0)
-    boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0]] * K, [[1.0, 0.0, 11.0, 10.0]] * K, [[0.0, 0.0, 0.5, 9.0]] * K])
+    boxes = torch.tensor(
+        [[[0.0, 0.0, 10.0, 10.0]] * K, [[1.0, 0.0, 11.0, 10.0]] * K, [[0.0, 0.0, 0.5, 9.0]] * K]
+    )
     scores = torch.tensor([[0.9, 0.1, 0.3], [0.8, 0.05, 0.6], [0.95, 0.0, 0.0]])
     dets = head.postprocess(boxes, scores)
     # row 2 is too thin; row 1 class 0 overlaps row 0 class 0; classes 2 of rows 0 and 1 also overlap

@@ -32,7 +32,8 @@ def feats(batch_size: int = 2) -> list[torch.Tensor]:
 
 def two_images(with_boxes: bool = True) -> DetBatch:
     boxes = [[2, 2, 20, 18], [10, 4, 40, 30]] if with_boxes else None
-    return DetBatch.collate([make_sample(32, 48, boxes, [0, 1] if with_boxes else None), make_sample(28, 40, seed=1)])
+    first = make_sample(32, 48, boxes, [0, 1] if with_boxes else None)
+    return DetBatch.collate([first, make_sample(28, 40, seed=1)])
 
 
 def test_forward_layout_and_names():
@@ -78,20 +79,47 @@ def test_predict_proposals_are_clipped_sorted_and_capped():
 
 def test_levels_do_not_suppress_each_other_and_small_boxes_drop():
     head = build_rpn(min_box_size=1.0)
-    anchors = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.5, 10.5]]), torch.tensor([[0.0, 0.0, 10.0, 10.0]])]
+    anchors = [
+        torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.5, 10.5]]),
+        torch.tensor([[0.0, 0.0, 10.0, 10.0]]),
+    ]
     logits = [torch.tensor([[2.0, 1.0]]), torch.tensor([[0.5]])]
     deltas = [torch.zeros(1, 2, 4), torch.zeros(1, 1, 4)]
     out = head.proposals(logits, deltas, anchors, [(20, 20)], 10, 10)[0]
     assert len(out.boxes) == 2  # the level-0 near-duplicate is suppressed, the level-1 duplicate is not
     torch.testing.assert_close(out.scores, torch.tensor([2.0, 0.5]).sigmoid())
     tiny = [torch.tensor([[0.0, 0.0, 10.0, 0.5], [0.0, 0.0, 5.0, 5.0]]), torch.zeros(0, 4)]
-    out = head.proposals([torch.tensor([[3.0, 1.0]]), torch.zeros(1, 0)], [torch.zeros(1, 2, 4), torch.zeros(1, 0, 4)],
-                         tiny, [(20, 20)], 10, 10)[0]
+    logits = [torch.tensor([[3.0, 1.0]]), torch.zeros(1, 0)]
+    out = head.proposals(logits, [torch.zeros(1, 2, 4), torch.zeros(1, 0, 4)], tiny, [(20, 20)], 10, 10)[0]
     torch.testing.assert_close(out.boxes, torch.tensor([[0.0, 0.0, 5.0, 5.0]]))
 
 
 def test_per_level_top_k():
     head = build_rpn()
     anchors = [torch.tensor([[0.0, 0.0, 4.0, 4.0], [10.0, 0.0, 14.0, 4.0], [20.0, 0.0, 24.0, 4.0]])]
-    out = head.proposals([torch.tensor([[0.1, 0.9, 0.5]])], [torch.zeros(1, 3, 4)], anchors, [(30, 30)], 2, 10)[0]
+    logits = [torch.tensor([[0.1, 0.9, 0.5]])]
+    out = head.proposals(logits, [torch.zeros(1, 3, 4)], anchors, [(30, 30)], 2, 10)[0]
     torch.testing.assert_close(out.boxes, anchors[0][[1, 2]])
+
+
+def test_half_precision_outputs_are_decoded_in_float32():
+    head = build_rpn()
+    logits, deltas = head(feats())
+    anchors = head.anchors(feats(), (32, 48))
+    full = head.proposals(logits, deltas, anchors, [(32, 48), (28, 40)], 30, 20)
+    halves = [x.half() for x in logits], [x.half() for x in deltas]
+    half = head.proposals(*halves, anchors, [(32, 48), (28, 40)], 30, 20)
+    assert all(h.boxes.dtype == torch.float32 and h.scores.dtype == torch.float32 for h in half)
+    torch.testing.assert_close(half[0].boxes[:5], full[0].boxes[:5], atol=0.1, rtol=0)
+
+
+def test_anchors_in_batch_padding_are_not_sampled():
+    head = build_rpn()
+    head.sampler = RandomSampler(10_000, 0.5)  # sample every negative
+    head.loss_cls = CrossEntropyLoss(use_sigmoid=True, reduction="sum")
+    batch = DetBatch.collate([make_sample(32, 48, seed=0), make_sample(16, 16, seed=1)])
+    anchors = torch.tensor([[0.0, 0.0, 8.0, 8.0], [20.0, 0.0, 28.0, 8.0], [40.0, 20.0, 48.0, 28.0]] * 2)
+    losses = head._losses(torch.zeros(2, 6), torch.zeros(2, 6, 4), anchors, batch)
+    # All 6 anchors are negatives of the 32x48 image; only 2 of the 16x16 one (the centres (24, 4) and
+    # (44, 24) lie in its padding). Every logit is 0, so each sampled negative costs log 2.
+    torch.testing.assert_close(losses["loss_rpn_cls"], torch.tensor(8 * 0.693147), atol=1e-4, rtol=0)

@@ -24,5 +24,5 @@ FASTER_RCNN_RULES: list[Rule] = [
 
 
 def convert_faster_rcnn(state: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], ConversionReport]:
-    """Checks and passes through an MMDetection Faster R-CNN R50-FPN ``state_dict`` (``meta`` already removed)."""
+    """Checks and passes through an MMDetection Faster R-CNN R50-FPN ``state_dict`` (``meta`` removed)."""
     return rename_keys(state, FASTER_RCNN_RULES)

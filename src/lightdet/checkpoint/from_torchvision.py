@@ -46,10 +46,10 @@ def convert_faster_rcnn(
     Args:
         state: ``FasterRCNN.state_dict()`` (FrozenBN buffers or BatchNorm with step counters both work).
         coco80: keep only the 80 real COCO categories (labels ordered by category id, see ``COCO_IDS``)
-            instead of all 90 foreground outputs (labels = COCO category id - 1, "N/A" slots included). The 90-way
-            model reproduces torchvision's numbers exactly. Dropping the N/A logits removes their share of the
-            softmax's normaliser, so the remaining class scores rise by that share (trained N/A logits are small,
-            so the change is small, but it is not exact).
+            instead of all 90 foreground outputs (labels = COCO category id - 1, "N/A" slots included).
+            The 90-way model reproduces torchvision's numbers exactly. Dropping the N/A logits removes their
+            share of the softmax's normaliser, so the remaining class scores rise by that share (trained N/A
+            logits are small, so the change is small, but it is not exact).
 
     Returns:
         the converted state dict and a :class:`ConversionReport` of the renaming.
@@ -67,7 +67,7 @@ def convert_faster_rcnn(
 
 
 def background_last(cls_param: Tensor, keep: Tensor) -> Tensor:
-    """``[1 + C, ...]`` with background at row 0 -> ``[len(keep) + 1, ...]``: rows ``keep``, then background."""
+    """``[1 + C, ...]`` with background at row 0 -> ``[len(keep) + 1, ...]``: rows ``keep``, background."""
     return torch.cat([cls_param[keep], cls_param[:1]])
 
 

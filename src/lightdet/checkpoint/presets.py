@@ -98,7 +98,9 @@ def get_preset(source: str, arch: str) -> Preset:
         raise ValueError(f"no checkpoint preset for {source} {arch!r}; known: {known}") from None
 
 
-def compose_model_config(preset: Preset, *, coco80: bool = False, overrides: Sequence[str] = ()) -> DictConfig:
+def compose_model_config(
+    preset: Preset, *, coco80: bool = False, overrides: Sequence[str] = ()
+) -> DictConfig:
     """Composes ``{model: ..., dataset: {num_classes: ...}}`` for ``preset`` from the packaged configs."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -146,8 +148,9 @@ def convert(
             meta device). Keys are checked against it: see :class:`ConversionReport`.
 
     Returns:
-        ``(state_dict, report, overrides)``: the tensors to load (all of the right shape for ``target``), what
-        happened to every key, and the Hydra overrides (``model=...`` first) that reproduce the source's numerics.
+        ``(state_dict, report, overrides)``: the tensors to load (all of the right shape for ``target``),
+        what happened to every key, and the Hydra overrides (``model=...`` first) that reproduce the source's
+        numerics.
     """
     if source not in SOURCES:
         raise ValueError(f"checkpoint source must be one of {SOURCES}, got {source!r}")

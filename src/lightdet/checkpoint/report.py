@@ -29,14 +29,15 @@ class ConversionReport:
 
     @property
     def ok(self) -> bool:
-        """True when every target key is filled with a tensor of the right shape and no source key is unknown."""
+        """True when every target key is filled with a right-shaped tensor and no source key is unknown."""
         return not (self.unexpected or self.missing or self.shape_mismatch)
 
     def summary(self) -> str:
         """A few human-readable lines (counts, then the problem keys)."""
         lines = [
-            f"converted {len(self.converted)}, dropped {len(self.dropped)}, unexpected {len(self.unexpected)}, "
-            f"missing {len(self.missing)}, shape mismatches {len(self.shape_mismatch)}"
+            f"converted {len(self.converted)}, dropped {len(self.dropped)}, "
+            f"unexpected {len(self.unexpected)}, missing {len(self.missing)}, "
+            f"shape mismatches {len(self.shape_mismatch)}"
         ]
         reasons = sorted(set(self.dropped.values()))
         lines += [f"  dropped ({sum(r == x for x in self.dropped.values())}): {r}" for r in reasons]

@@ -12,7 +12,9 @@ from lightdet.checkpoint.report import ConversionReport
 Rule = tuple[str, str]  # (pattern matched against the whole source key, replacement)
 
 
-def rename_keys(state: Mapping[str, Tensor], rules: Sequence[Rule]) -> tuple[dict[str, Tensor], ConversionReport]:
+def rename_keys(
+    state: Mapping[str, Tensor], rules: Sequence[Rule]
+) -> tuple[dict[str, Tensor], ConversionReport]:
     """Renames every key by the first rule whose pattern matches it in full.
 
     Returns the renamed tensors and a report whose ``converted`` maps source to new keys and whose
@@ -26,7 +28,8 @@ def rename_keys(state: Mapping[str, Tensor], rules: Sequence[Rule]) -> tuple[dic
             if pattern.fullmatch(key):
                 new = pattern.sub(replacement, key)
                 if new in out:
-                    raise ValueError(f"checkpoint keys {report_source(report, new)!r} and {key!r} both map to {new!r}")
+                    first = report_source(report, new)
+                    raise ValueError(f"checkpoint keys {first!r} and {key!r} both map to {new!r}")
                 out[new] = value
                 report.converted[key] = new
                 break
@@ -41,7 +44,7 @@ def report_source(report: ConversionReport, new_key: str) -> str:
 
 
 def unwrap_state_dict(checkpoint: Mapping[str, object], source: str) -> dict[str, Tensor]:
-    """Returns the tensors of a checkpoint that is either a state dict or ``{"state_dict": ..., "meta": ...}``.
+    """The tensors of a checkpoint: a state dict, or ``{"state_dict": ...}`` / ``{"model": ...}`` holding one.
 
     Raises:
         ValueError: naming ``source`` when the object holds no state dict of tensors.

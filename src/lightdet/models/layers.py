@@ -1,7 +1,8 @@
 """Building blocks shared by backbones, necks and heads: norm layers by name and a conv-norm-act unit.
 
-Normalisation is named by a short string, as in the configs: ``"BN"``, ``"SyncBN"``, ``"FrozenBN"`` (torchvision's
-:class:`~torchvision.ops.FrozenBatchNorm2d`: statistics and affine terms are buffers) or ``"GN"`` (32 groups).
+Normalisation is named by a short string, as in the configs: ``"BN"``, ``"SyncBN"``, ``"FrozenBN"``
+(torchvision's :class:`~torchvision.ops.FrozenBatchNorm2d`: statistics and affine terms are buffers) or
+``"GN"`` (32 groups).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ def build_norm(norm: str, num_features: int, *, num_groups: int = 32) -> nn.Modu
 
 
 def norm_attribute(norm: str) -> str:
-    """The attribute name MMDetection's ConvModule gives a norm layer (``bn`` or ``gn``), for checkpoint keys."""
+    """The attribute name MMDetection's ConvModule gives a norm layer (``bn``/``gn``), for checkpoint keys."""
     return "gn" if norm == "GN" else "bn"
 
 
 class ConvModule(nn.Module):
-    """``Conv2d`` -> optional norm -> optional ReLU, with MMDetection's attribute names (``conv``, ``bn``/``gn``).
+    """``Conv2d`` -> optional norm -> optional ReLU, with MMDetection's names (``conv``, ``bn``/``gn``).
 
-    The convolution has a bias only when there is no norm layer. Shapes: ``[B, C_in, H, W] -> [B, C_out, H', W']``.
+    The convolution has a bias only when there is no norm layer.
+    Shapes: ``[B, C_in, H, W] -> [B, C_out, H', W']``.
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Turns a collated ``uint8`` batch into the normalised, padded float tensor the backbone sees, on the device."""
+"""Turns a collated ``uint8`` batch into the normalised, padded float tensor the backbone sees (on device)."""
 
 from __future__ import annotations
 
@@ -37,18 +37,22 @@ class DetPreprocessor(nn.Module):
             raise ValueError(f"DetPreprocessor: mean and std need 3 values, got {list(mean)} and {list(std)}")
         if size_divisor < 1:
             raise ValueError(f"DetPreprocessor: size_divisor must be >= 1, got {size_divisor}")
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), False)
         self.size_divisor = size_divisor
         self.to_bgr = to_bgr
 
-    def forward(self, images: Tensor, sizes: Sequence[tuple[int, int]]) -> tuple[Tensor, list[tuple[int, int]]]:
-        """``uint8 [B, 3, H, W]`` and the valid ``(h, w)`` of each image -> ``float [B, 3, H', W']`` and sizes.
+    def forward(
+        self, images: Tensor, sizes: Sequence[tuple[int, int]]
+    ) -> tuple[Tensor, list[tuple[int, int]]]:
+        """``uint8 [B, 3, H, W]`` and each image's valid ``(h, w)`` -> ``float [B, 3, H', W']`` and sizes.
 
         ``H'``/``W'`` are ``H``/``W`` rounded up to the size divisor; pixels outside each valid region are 0.
         """
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"DetPreprocessor expects uint8 [B, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+            raise ValueError(
+                f"DetPreprocessor expects uint8 [B, 3, H, W], got {images.dtype} {tuple(images.shape)}"
+            )
         if len(sizes) != images.shape[0]:
             raise ValueError(f"DetPreprocessor: {len(sizes)} image sizes for a batch of {images.shape[0]}")
         x = (images.float() - self.mean) / self.std

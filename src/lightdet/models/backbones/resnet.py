@@ -1,7 +1,7 @@
 """ResNet / ResNeXt backbones built from torchvision's ResNet modules, with MMDetection's options.
 
-Module names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layerN.0.downsample.{0,1}``), which is
-also what MMDetection checkpoints use under ``backbone.``, so both load without renaming.
+Module names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layerN.0.downsample.{0,1}``),
+which is also what MMDetection checkpoints use under ``backbone.``, so both load without renaming.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ class ResNet(nn.Module):
             (for weights converted from Caffe/detectron; bottleneck depths only).
         groups, width_per_group: ResNeXt cardinality and per-group width (``32, 4`` for ResNeXt 32x4d).
         weights: ``None`` (random init), a torchvision weights enum name such as
-            ``"ResNet50_Weights.IMAGENET1K_V1"`` (downloaded by torchvision if not cached), or the path of a local
-            state dict with torchvision key names (optionally prefixed ``backbone.``, or under ``state_dict``).
+            ``"ResNet50_Weights.IMAGENET1K_V1"`` (downloaded by torchvision if not cached), or the path of a
+            local state dict with torchvision key names (optionally prefixed ``backbone.``, or under
+            ``state_dict``).
 
     ``forward``: ``[B, 3, H, W] -> list of [B, C_i, H / s_i, W / s_i]`` for each index in ``out_indices``.
     """
@@ -144,7 +145,7 @@ class ResNet(nn.Module):
         if path.is_file():
             state = _read_state_dict(path)
         elif "_Weights." in weights:
-            state = torchvision.models.get_weight(weights).get_state_dict(progress=True)
+            state = _torchvision_weights(weights).get_state_dict(progress=True)
         else:
             raise ValueError(
                 f"ResNet weights {weights!r} is neither an existing file nor a torchvision weights name "
@@ -154,8 +155,8 @@ class ResNet(nn.Module):
         result = self.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(
-                f"ResNet weights {weights!r} do not fit this backbone: missing keys {result.missing_keys[:8]}, "
-                f"unexpected keys {result.unexpected_keys[:8]}"
+                f"ResNet weights {weights!r} do not fit this backbone: "
+                f"missing keys {result.missing_keys[:8]}, unexpected keys {result.unexpected_keys[:8]}"
             )
 
     def forward(self, x: Tensor) -> list[Tensor]:
@@ -181,3 +182,14 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     if any(k.startswith("backbone.") for k in obj):
         return {k[len("backbone."):]: v for k, v in obj.items() if k.startswith("backbone.")}
     return obj
+
+
+def _torchvision_weights(name: str) -> torchvision.models.WeightsEnum:
+    """The torchvision weights enum member called ``name`` (nothing is downloaded yet)."""
+    try:
+        return torchvision.models.get_weight(name)
+    except (KeyError, ValueError) as err:
+        raise ValueError(
+            f"ResNet weights {name!r} is not a torchvision weights name such as "
+            f"'ResNet50_Weights.IMAGENET1K_V1' ({err})"
+        ) from None

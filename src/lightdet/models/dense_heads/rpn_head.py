@@ -1,4 +1,4 @@
-"""Region Proposal Network head (Ren et al. 2015) over a feature pyramid, with MMDetection's parameter names."""
+"""Region Proposal Network head (Ren et al. 2015) on a feature pyramid, with MMDetection's parameter names."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torchvision.ops import batched_nms
 
 from lightdet.models.losses.regression import box_regression_loss
 from lightdet.models.ops.anchors import AnchorGenerator
-from lightdet.models.ops.assigner import MaxIoUAssigner
+from lightdet.models.ops.assigner import IGNORED, MaxIoUAssigner
 from lightdet.models.ops.box_coder import DeltaXYWHCoder
 from lightdet.models.ops.boxes import large_box_mask
 from lightdet.models.ops.sampler import RandomSampler
@@ -19,7 +19,7 @@ from lightdet.structures import DetBatch, clip_boxes
 
 
 class Proposals(NamedTuple):
-    """One image's proposals in input (preprocessed) pixels: ``boxes [N, 4]`` xyxy, ``scores [N]`` in [0, 1]."""
+    """One image's proposals in input (preprocessed) pixels: ``boxes [N, 4]`` xyxy, ``scores [N]`` in 0..1."""
 
     boxes: Tensor
     scores: Tensor
@@ -43,7 +43,7 @@ class RPNHead(nn.Module):
         min_box_size: proposals whose clipped width or height is not above this are dropped.
 
     Outputs are flattened per level in anchor order ``(H, W, A)``: objectness ``[B, H*W*A]`` and deltas
-    ``[B, H*W*A, 4]``. Parameter names: ``rpn_conv``, ``rpn_cls`` ``[A, C, 1, 1]``, ``rpn_reg`` ``[4A, C, 1, 1]``.
+    ``[B, H*W*A, 4]``. Parameters: ``rpn_conv``, ``rpn_cls`` ``[A, C, 1, 1]``, ``rpn_reg`` ``[4A, C, 1, 1]``.
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class RPNHead(nn.Module):
         self.min_box_size = min_box_size
 
     def forward(self, feats: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-        """Pyramid ``[B, C, H_l, W_l]`` -> per level objectness logits ``[B, H*W*A]``, deltas ``[B, H*W*A, 4]``."""
+        """Pyramid ``[B, C, H_l, W_l]`` -> per level objectness ``[B, H*W*A]``, deltas ``[B, H*W*A, 4]``."""
         logits, deltas = [], []
         for x in feats:
             t = torch.relu(self.rpn_conv(x))
@@ -104,21 +104,32 @@ class RPNHead(nn.Module):
         anchors = self.anchors(feats, padded_size)
         sizes = [m.img_size for m in batch.metas]
         proposals = self.proposals(logits, deltas, anchors, sizes, *self.train_top_n)
-        losses = self._losses(torch.cat(logits, 1), torch.cat(deltas, 1), torch.cat(anchors), batch)
+        # Targets, losses and decoding in float32 even under autocast: fp16 box coordinates lose whole pixels.
+        logits32, deltas32 = torch.cat(logits, 1).float(), torch.cat(deltas, 1).float()
+        losses = self._losses(logits32, deltas32, torch.cat(anchors), batch)
         return losses, proposals
 
-    def predict(self, feats: Sequence[Tensor], batch: DetBatch, padded_size: tuple[int, int]) -> list[Proposals]:
+    def predict(
+        self, feats: Sequence[Tensor], batch: DetBatch, padded_size: tuple[int, int]
+    ) -> list[Proposals]:
         """Test-time proposals of each image (``test_*`` settings)."""
         logits, deltas = self(feats)
         anchors = self.anchors(feats, padded_size)
         return self.proposals(logits, deltas, anchors, [m.img_size for m in batch.metas], *self.test_top_n)
 
     def _losses(self, logits: Tensor, deltas: Tensor, anchors: Tensor, batch: DetBatch) -> dict[str, Tensor]:
-        """``logits [B, N]``, ``deltas [B, N, 4]``, ``anchors [N, 4]`` -> sampled objectness and box losses."""
+        """``logits [B, N]``, ``deltas [B, N, 4]``, ``anchors [N, 4]`` -> sampled objectness/box losses.
+
+        Anchors centred in an image's batch padding are neither positive nor negative (MMDetection's valid
+        flags): they see only zeros and would be free negatives.
+        """
+        centres = (anchors[:, :2] + anchors[:, 2:]) / 2
         cls_pred, cls_target, pos_deltas, pos_anchors, pos_gt = [], [], [], [], []
-        for i, (gt, ignore) in enumerate(zip(batch.boxes, batch.ignore)):
+        for i, (gt, ignore, meta) in enumerate(zip(batch.boxes, batch.ignore, batch.metas)):
+            h, w = meta.img_size
+            outside = (centres[:, 0] >= w) | (centres[:, 1] >= h)
             result = self.assigner.assign(anchors, gt[~ignore], gt[ignore])
-            pos, neg = self.sampler.sample(result.gt_index)
+            pos, neg = self.sampler.sample(result.gt_index.masked_fill(outside, IGNORED))
             cls_pred.append(logits[i, torch.cat([pos, neg])])
             cls_target.append(torch.cat([logits.new_ones(pos.numel()), logits.new_zeros(neg.numel())]))
             pos_deltas.append(deltas[i, pos])
@@ -150,9 +161,10 @@ class RPNHead(nn.Module):
         """
         boxes, scores, levels = [], [], []
         for level, (lg, dl, an) in enumerate(zip(logits, deltas, anchors)):
-            top, idx = lg.topk(min(pre_nms_top_n, lg.shape[1]), dim=1)  # [B, k]
-            picked = dl.gather(1, idx[..., None].expand(-1, -1, 4))  # [B, k, 4]
-            boxes.append(self.box_coder.decode(an[idx].reshape(-1, 4), picked.reshape(-1, 4)).view(*idx.shape, 4))
+            top, idx = lg.float().topk(min(pre_nms_top_n, lg.shape[1]), dim=1)  # [B, k]
+            picked = dl.float().gather(1, idx[..., None].expand(-1, -1, 4))  # [B, k, 4]
+            decoded = self.box_coder.decode(an[idx].reshape(-1, 4), picked.reshape(-1, 4))
+            boxes.append(decoded.view(*idx.shape, 4))
             scores.append(top.sigmoid())
             levels.append(torch.full_like(idx, level))
         boxes_b, scores_b, levels_b = torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(levels, 1)

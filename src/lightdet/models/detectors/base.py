@@ -23,7 +23,7 @@ class Detector(nn.Module, ABC):
         self.preprocessor = preprocessor
 
     def preprocess(self, batch: DetBatch) -> tuple[Tensor, list[tuple[int, int]]]:
-        """``uint8`` batch -> normalised, padded ``float [B, 3, H, W]`` on the model's device and valid sizes."""
+        """``uint8`` batch -> normalised, padded ``float [B, 3, H, W]`` on the model's device, valid sizes."""
         return self.preprocessor(batch.images, [m.img_size for m in batch.metas])
 
     @abstractmethod

@@ -64,7 +64,7 @@ class TwoStageDetector(Detector):
 
     @torch.no_grad()
     def predict_proposals(self, batch: DetBatch) -> list[Detections]:
-        """Test-time RPN proposals as class-agnostic detections (label 0, objectness scores), original pixels."""
+        """Test-time RPN proposals as class-agnostic detections (label 0, objectness), original pixels."""
         _, proposals = self._proposals(batch)
         zeros = [torch.zeros(len(p.boxes), dtype=torch.int64, device=p.boxes.device) for p in proposals]
         return [

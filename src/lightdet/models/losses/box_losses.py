@@ -1,7 +1,8 @@
 """Box regression losses. Each states in ``target_space`` what the heads must give it.
 
 * ``"deltas"``: predicted and target *encoded* deltas ``[N, 4]`` (L1, smooth L1).
-* ``"boxes"``: predicted boxes *decoded* from the deltas and target boxes, xyxy ``[N, 4]`` (GIoU, bounded IoU).
+* ``"boxes"``: predicted boxes *decoded* from the deltas, and target boxes, xyxy ``[N, 4]`` (GIoU,
+  bounded IoU).
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ class _BoxLoss(nn.Module, ABC):
     ) -> Tensor:
         """``pred``, ``target`` ``[N, 4]`` -> reduced loss (``none``: element-wise, see ``elementwise``)."""
         if pred.shape != target.shape or pred.shape[-1] != 4:
-            raise ValueError(f"{type(self).__name__}: pred {tuple(pred.shape)} and target {tuple(target.shape)} must be [N, 4]")
-        return self.loss_weight * weight_reduce(self.elementwise(pred, target), weight, self.reduction, avg_factor)
+            raise ValueError(
+                f"{type(self).__name__}: pred {tuple(pred.shape)} and target {tuple(target.shape)} "
+                "must both be [N, 4]"
+            )
+        loss = self.elementwise(pred, target)
+        return self.loss_weight * weight_reduce(loss, weight, self.reduction, avg_factor)
 
     def extra_repr(self) -> str:
         return f"loss_weight={self.loss_weight}, reduction={self.reduction!r}"
@@ -64,6 +69,9 @@ class SmoothL1Loss(_BoxLoss):
         if beta <= 0:
             raise ValueError(f"SmoothL1Loss: beta must be > 0, got {beta}")
         self.beta = beta
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, {super().extra_repr()}"
 
     def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
         diff = (pred - target).abs()
@@ -98,14 +106,17 @@ class BoundedIoULoss(_BoxLoss):
 
     For centre offsets ``dx, dy`` and sizes, with ``eps`` guarding the divisions::
 
-        l_x = 1 - max(0, (w_t - 2|dx|) / (w_t + 2|dx| + eps))     l_w = 1 - min(w_t / (w_p + eps), w_p / (w_t + eps))
+        l_x = 1 - max(0, (w_t - 2|dx|) / (w_t + 2|dx| + eps))
+        l_w = 1 - min(w_t / (w_p + eps), w_p / (w_t + eps))
 
     (``l_y``, ``l_h`` likewise), each passed through smooth L1 with ``beta``. Target terms carry no gradient.
     """
 
     target_space = "boxes"
 
-    def __init__(self, beta: float = 0.2, eps: float = 1e-3, *, loss_weight: float = 1.0, reduction: str = "mean") -> None:
+    def __init__(
+        self, beta: float = 0.2, eps: float = 1e-3, *, loss_weight: float = 1.0, reduction: str = "mean"
+    ) -> None:
         super().__init__(loss_weight=loss_weight, reduction=reduction)
         self.beta = beta
         self.eps = eps

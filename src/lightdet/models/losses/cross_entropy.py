@@ -19,7 +19,9 @@ class CrossEntropyLoss(nn.Module):
     ``forward(pred, target, weight=None, avg_factor=None)``: see :func:`weight_reduce` for the reduction.
     """
 
-    def __init__(self, use_sigmoid: bool = False, *, loss_weight: float = 1.0, reduction: str = "mean") -> None:
+    def __init__(
+        self, use_sigmoid: bool = False, *, loss_weight: float = 1.0, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         self.use_sigmoid = use_sigmoid
         self.loss_weight = loss_weight
@@ -30,7 +32,10 @@ class CrossEntropyLoss(nn.Module):
     ) -> Tensor:
         if self.use_sigmoid:
             if target.shape != pred.shape:
-                raise ValueError(f"CrossEntropyLoss(use_sigmoid=True): target {tuple(target.shape)} != pred {tuple(pred.shape)}")
+                raise ValueError(
+                    f"CrossEntropyLoss(use_sigmoid=True): target {tuple(target.shape)} "
+                    f"!= pred {tuple(pred.shape)}"
+                )
             loss = F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype), reduction="none")
         else:
             loss = F.cross_entropy(pred, target, reduction="none")

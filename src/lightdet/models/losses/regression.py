@@ -8,13 +8,18 @@ from lightdet.models.ops.box_coder import DeltaXYWHCoder
 
 
 def box_regression_loss(
-    loss: nn.Module, coder: DeltaXYWHCoder, deltas: Tensor, priors: Tensor, gt_boxes: Tensor, avg_factor: float
+    loss: nn.Module,
+    coder: DeltaXYWHCoder,
+    deltas: Tensor,
+    priors: Tensor,
+    gt_boxes: Tensor,
+    avg_factor: float,
 ) -> Tensor:
     """Regression loss of positive samples.
 
     Args:
-        loss: a box loss with ``target_space`` ``"deltas"`` (targets are encoded) or ``"boxes"`` (predictions are
-            decoded, without clipping, and compared with the ground-truth boxes).
+        loss: a box loss with ``target_space`` ``"deltas"`` (targets are encoded) or ``"boxes"``
+            (predictions are decoded, without clipping, and compared with the ground-truth boxes).
         coder: the head's box coder.
         deltas: predicted deltas ``[P, 4]`` of the positives.
         priors: their anchors / proposals ``[P, 4]``.

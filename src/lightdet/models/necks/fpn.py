@@ -20,16 +20,17 @@ class FPN(nn.Module):
         out_channels: channels of every output level.
         num_outs: number of output levels; levels beyond the used inputs are "extra" levels.
         start_level: first backbone level used (e.g. 1 skips C2, as RetinaNet does).
-        add_extra_convs: ``False`` makes each extra level a max-pool (kernel 1, stride 2) of the previous output;
-            otherwise extra levels are 3x3 stride-2 convs fed from the last used input (``"on_input"``), its
-            lateral (``"on_lateral"``) or its output (``"on_output"``). ``True`` means ``"on_input"``.
+        add_extra_convs: ``False`` makes each extra level a max-pool (kernel 1, stride 2) of the previous
+            output; otherwise extra levels are 3x3 stride-2 convs fed from the last used input
+            (``"on_input"``), its lateral (``"on_lateral"``) or its output (``"on_output"``); ``True``
+            means ``"on_input"``.
         relu_before_extra_convs: apply ReLU before every extra conv after the first.
         norm: optional norm for all convs (``"BN"``, ``"GN"``, ...); convs then have no bias.
 
     Parameter names follow MMDetection: ``lateral_convs.{i}.conv``, ``fpn_convs.{i}.conv`` (extra convs
     continue the ``fpn_convs`` numbering).
 
-    ``forward``: list of ``[B, in_channels[i], H_i, W_i]`` -> ``num_outs`` tensors ``[B, out_channels, ., .]``.
+    ``forward``: list of ``[B, in_channels[i], H_i, W_i]`` -> ``num_outs`` maps ``[B, out_channels, ., .]``.
     """
 
     def __init__(
@@ -48,20 +49,25 @@ class FPN(nn.Module):
         used = len(self.in_channels) - start_level
         if not 0 <= start_level < len(self.in_channels) or num_outs < used:
             raise ValueError(
-                f"FPN: start_level={start_level} and num_outs={num_outs} do not fit {len(self.in_channels)} inputs "
-                f"(need 0 <= start_level < inputs and num_outs >= inputs - start_level)"
+                f"FPN: start_level={start_level} and num_outs={num_outs} do not fit "
+                f"{len(self.in_channels)} inputs "
+                "(need 0 <= start_level < inputs and num_outs >= inputs - start_level)"
             )
         if add_extra_convs is True:
             add_extra_convs = "on_input"
         if add_extra_convs not in (False, *_EXTRA_SOURCES):
-            raise ValueError(f"FPN add_extra_convs must be False, True or one of {_EXTRA_SOURCES}, got {add_extra_convs!r}")
+            raise ValueError(
+                f"FPN add_extra_convs must be False, True or one of {_EXTRA_SOURCES}, got {add_extra_convs!r}"
+            )
         self.out_channels, self.num_outs, self.start_level = out_channels, num_outs, start_level
         self.add_extra_convs = add_extra_convs
         self.relu_before_extra_convs = relu_before_extra_convs
         self.lateral_convs = nn.ModuleList(
             ConvModule(c, out_channels, 1, norm=norm) for c in self.in_channels[start_level:]
         )
-        self.fpn_convs = nn.ModuleList(ConvModule(out_channels, out_channels, 3, padding=1, norm=norm) for _ in range(used))
+        self.fpn_convs = nn.ModuleList(
+            ConvModule(out_channels, out_channels, 3, padding=1, norm=norm) for _ in range(used)
+        )
         if add_extra_convs:
             for i in range(num_outs - used):
                 src = self.in_channels[-1] if i == 0 and add_extra_convs == "on_input" else out_channels
@@ -77,7 +83,8 @@ class FPN(nn.Module):
             raise ValueError(f"FPN built for {len(self.in_channels)} inputs got {len(inputs)}")
         laterals = [conv(inputs[i + self.start_level]) for i, conv in enumerate(self.lateral_convs)]
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            top_down = F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            laterals[i - 1] = laterals[i - 1] + top_down
         outs = [self.fpn_convs[i](lat) for i, lat in enumerate(laterals)]
         return outs + self._extra_levels(inputs[-1], laterals[-1], outs[-1])
 
@@ -91,7 +98,8 @@ class FPN(nn.Module):
                 extra.append(F.max_pool2d(prev, 1, stride=2))
                 continue
             if not extra:
-                src = {"on_input": last_input, "on_lateral": last_lateral, "on_output": last_out}[self.add_extra_convs]
+                sources = {"on_input": last_input, "on_lateral": last_lateral, "on_output": last_out}
+                src = sources[self.add_extra_convs]
                 extra.append(self.fpn_convs[used](src))
             else:
                 x = F.relu(prev) if self.relu_before_extra_convs else prev

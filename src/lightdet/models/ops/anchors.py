@@ -18,7 +18,7 @@ class AnchorGenerator:
     Args:
         strides: pyramid strides, e.g. ``(4, 8, 16, 32, 64)``.
         ratios: aspect ratios ``h / w``.
-        scales: multipliers of the base size (MMDetection ``scales=[8]`` gives sizes 32..512 on strides 4..64).
+        scales: multipliers of the base size (MMDetection's ``scales=[8]``: sizes 32..512 on strides 4..64).
             Exactly one of ``scales`` / ``octave_base_scale`` (with ``scales_per_octave``) is used.
         base_sizes: per-level base size; defaults to the strides.
         octave_base_scale, scales_per_octave: RetinaNet-style scales ``base * 2 ** (i / n)``, ``i < n``.
@@ -42,7 +42,8 @@ class AnchorGenerator:
         round_base_anchors: bool = False,
         strides_from_image: bool = False,
     ) -> None:
-        if (octave_base_scale is None) == (scales is None) or (octave_base_scale is None) != (scales_per_octave is None):
+        octave = octave_base_scale is not None
+        if octave == (scales is not None) or octave != (scales_per_octave is not None):
             raise ValueError(
                 "AnchorGenerator: give either scales or both octave_base_scale and scales_per_octave"
             )
@@ -76,18 +77,25 @@ class AnchorGenerator:
         anchors = torch.stack([c - 0.5 * ws, c - 0.5 * hs, c + 0.5 * ws, c + 0.5 * hs], dim=-1)
         return anchors.round() if self.round_base_anchors else anchors
 
-    def level_strides(self, feature_sizes: Sequence[tuple[int, int]], padded_size: tuple[int, int]) -> list[tuple[int, int]]:
+    def level_strides(
+        self, feature_sizes: Sequence[tuple[int, int]], padded_size: tuple[int, int]
+    ) -> list[tuple[int, int]]:
         """Per-level ``(stride_y, stride_x)`` used to place anchors."""
         if len(feature_sizes) != len(self.strides):
-            raise ValueError(f"AnchorGenerator has {len(self.strides)} strides, got {len(feature_sizes)} feature maps")
+            raise ValueError(
+                f"AnchorGenerator has {len(self.strides)} strides, got {len(feature_sizes)} feature maps"
+            )
         if not self.strides_from_image:
             return [(s, s) for s in self.strides]
         return [(padded_size[0] // h, padded_size[1] // w) for h, w in feature_sizes]
 
     def __call__(
-        self, feature_sizes: Sequence[tuple[int, int]], padded_size: tuple[int, int], device: torch.device | str = "cpu"
+        self,
+        feature_sizes: Sequence[tuple[int, int]],
+        padded_size: tuple[int, int],
+        device: torch.device | str = "cpu",
     ) -> list[Tensor]:
-        """Anchors of each level: ``[H_i * W_i * A, 4]`` (xyxy, pixels of the padded batch), order ``(H, W, A)``.
+        """Anchors of each level: ``[H_i * W_i * A, 4]`` (xyxy, padded-batch pixels), order ``(H, W, A)``.
 
         Args:
             feature_sizes: ``(H_i, W_i)`` of each level's feature map.

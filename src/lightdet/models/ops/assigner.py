@@ -1,4 +1,4 @@
-"""Max-IoU assignment of candidate boxes (anchors, proposals) to ground truth, MMDetection's ``MaxIoUAssigner``."""
+"""Max-IoU assignment of candidate boxes (anchors, proposals) to ground truth, as MMDetection's assigner."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ class AssignResult:
     """Per candidate box: the matched ground-truth index, or :data:`NEGATIVE` / :data:`IGNORED`.
 
     Attributes:
-        gt_index: ``int64 [N]``; ``>= 0`` positive (index into the ground truth), ``-1`` negative, ``-2`` neither.
-        max_iou: ``float [N]``, the best IoU with any ground-truth box (0 without ground truth, -1 if ignored).
+        gt_index: ``int64 [N]``; ``>= 0`` positive (index into the ground truth), ``-1`` negative,
+            ``-2`` neither.
+        max_iou: ``float [N]``, the best IoU with any ground-truth box (0 without ground truth, -1 if
+            ignored).
     """
 
     gt_index: Tensor
@@ -41,8 +43,8 @@ class MaxIoUAssigner:
     Rules, in order: a box whose intersection-over-its-own-area (IoF) with an ignored region exceeds
     ``ignore_iof_thr`` is ignored; a box with max IoU ``< neg_iou_thr`` is negative; ``>= pos_iou_thr`` is
     positive. With ``match_low_quality``, every box that attains a ground truth's best IoU (if that IoU is
-    ``>= min_pos_iou`` and positive) is made positive for that ground truth, the later ground truth winning ties
-    (MMDetection's ``gt_max_assign_all``); this keeps small objects from having no positive at all.
+    ``>= min_pos_iou`` and positive) is made positive for that ground truth, the later ground truth winning
+    ties (MMDetection's ``gt_max_assign_all``); this keeps small objects from having no positive at all.
 
     Args:
         pos_iou_thr: minimum IoU of a positive.

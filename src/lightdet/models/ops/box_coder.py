@@ -1,4 +1,4 @@
-"""The (dx, dy, dw, dh) box parametrisation of R-CNN (Girshick et al.), MMDetection's ``DeltaXYWHBBoxCoder``."""
+"""The (dx, dy, dw, dh) box parametrisation of R-CNN (Girshick et al.), MMDetection's DeltaXYWHBBoxCoder."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from lightdet.structures import clip_boxes
 class DeltaXYWHCoder:
     """Encodes boxes as normalised offsets from prior boxes (anchors or proposals) and back.
 
-    ``dx = (gx - px) / pw``, ``dy = (gy - py) / ph``, ``dw = log(gw / pw)``, ``dh = log(gh / ph)`` (centres and
-    sizes, no "+1"), then ``(d - means) / stds``. ``stds = (0.1, 0.1, 0.2, 0.2)`` equals torchvision's
-    ``BoxCoder(weights=(10, 10, 5, 5))``.
+    ``dx = (gx - px) / pw``, ``dy = (gy - py) / ph``, ``dw = log(gw / pw)``, ``dh = log(gh / ph)``
+    (centres and sizes, no "+1"), then ``(d - means) / stds``. ``stds = (0.1, 0.1, 0.2, 0.2)`` equals
+    torchvision's ``BoxCoder(weights=(10, 10, 5, 5))``.
 
     Args:
         means, stds: normalisation of the deltas.
         max_log_ratio: decoded ``dw``/``dh`` are clamped to this magnitude (``log(1000 / 16)``: a box grows at
             most 62.5x).
-        clamp_both_sides: clamp ``dw``/``dh`` from below too (MMDetection); torchvision clamps only from above.
+        clamp_both_sides: clamp ``dw``/``dh`` from below too (MMDetection); torchvision clamps only from
+            above.
     """
 
     def __init__(

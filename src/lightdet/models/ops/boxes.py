@@ -19,10 +19,10 @@ def box_iof(boxes: Tensor, regions: Tensor) -> Tensor:
 
 
 def large_box_mask(boxes: Tensor, min_size: float) -> Tensor:
-    """``[..., 4]`` -> bool ``[...]``: True where both width and height are strictly greater than ``min_size``.
+    """``[..., 4]`` -> bool ``[...]``: True where width and height are both strictly above ``min_size``.
 
-    MMDetection drops proposals with ``w <= min_bbox_size``; torchvision drops ``w < min_size``. The two differ only
-    for a box exactly ``min_size`` wide, so one strict rule serves both presets.
+    MMDetection drops proposals with ``w <= min_bbox_size``; torchvision drops ``w < min_size``. The two
+    differ only for a box exactly ``min_size`` wide, so one strict rule serves both presets.
     """
     wh = boxes[..., 2:] - boxes[..., :2]
     return (wh > min_size).all(-1)

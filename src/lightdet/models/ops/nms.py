@@ -17,7 +17,9 @@ class NMS:
     def __init__(self, iou_threshold: float = 0.5) -> None:
         self.iou_threshold = iou_threshold
 
-    def __call__(self, boxes: Tensor, scores: Tensor, labels: Tensor, max_num: int = -1) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, boxes: Tensor, scores: Tensor, labels: Tensor, max_num: int = -1
+    ) -> tuple[Tensor, Tensor]:
         keep = batched_nms(boxes, scores, labels, self.iou_threshold)
         if max_num >= 0:
             keep = keep[:max_num]
@@ -37,7 +39,12 @@ class SoftNMS:
     """
 
     def __init__(
-        self, iou_threshold: float = 0.3, *, method: str = "linear", sigma: float = 0.5, min_score: float = 1e-3
+        self,
+        iou_threshold: float = 0.3,
+        *,
+        method: str = "linear",
+        sigma: float = 0.5,
+        min_score: float = 1e-3,
     ) -> None:
         if method not in ("linear", "gaussian"):
             raise ValueError(f"SoftNMS method must be 'linear' or 'gaussian', got {method!r}")
@@ -51,7 +58,9 @@ class SoftNMS:
             return torch.where(iou > self.iou_threshold, 1.0 - iou, torch.ones_like(iou))
         return torch.exp(-(iou * iou) / self.sigma)
 
-    def __call__(self, boxes: Tensor, scores: Tensor, labels: Tensor, max_num: int = -1) -> tuple[Tensor, Tensor]:
+    def __call__(
+        self, boxes: Tensor, scores: Tensor, labels: Tensor, max_num: int = -1
+    ) -> tuple[Tensor, Tensor]:
         n = boxes.shape[0]
         limit = n if max_num < 0 else min(n, max_num)
         # Shift each label's boxes to a disjoint region so that boxes of different labels never overlap.

@@ -19,8 +19,9 @@ class MultiLevelRoIAlign(nn.Module):
 
     * ``"mmdet"``: ``floor(log2(s / finest_scale + 1e-6))`` (MMDetection's ``SingleRoIExtractor``).
     * ``"torchvision"``: ``floor(k0 + log2(s / s0) + 1e-6) - k_min`` with ``k_min = log2(strides[0])``,
-      ``k0 = k_min + 2`` and ``s0 = 4 * finest_scale`` (torchvision's ``LevelMapper``: ``k0 = 4``, ``s0 = 224``
-      for strides starting at 4 and ``finest_scale = 56``). Same rule, different rounding near level borders.
+      ``k0 = k_min + 2`` and ``s0 = 4 * finest_scale`` (torchvision's ``LevelMapper``: ``k0 = 4``,
+      ``s0 = 224`` for strides starting at 4 and ``finest_scale = 56``). Same rule, different rounding near
+      level borders.
 
     Args:
         output_size: pooled height and width (7 for boxes, 14 for masks).
@@ -46,7 +47,9 @@ class MultiLevelRoIAlign(nn.Module):
     ) -> None:
         super().__init__()
         if level_mapping not in LEVEL_MAPPINGS:
-            raise ValueError(f"MultiLevelRoIAlign level_mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}")
+            raise ValueError(
+                f"MultiLevelRoIAlign level_mapping must be one of {LEVEL_MAPPINGS}, got {level_mapping!r}"
+            )
         self.output_size = output_size
         self.strides = [int(s) for s in strides]
         self.sampling_ratio = sampling_ratio

@@ -16,12 +16,17 @@ class RandomSampler:
 
     def __init__(self, num: int, pos_fraction: float) -> None:
         if num < 1 or not 0.0 <= pos_fraction <= 1.0:
-            raise ValueError(f"RandomSampler: need num >= 1 and 0 <= pos_fraction <= 1, got {num}, {pos_fraction}")
+            raise ValueError(
+                f"RandomSampler: need num >= 1 and 0 <= pos_fraction <= 1, got {num}, {pos_fraction}"
+            )
         self.num = num
         self.pos_fraction = pos_fraction
 
     def sample(self, gt_index: Tensor) -> tuple[Tensor, Tensor]:
-        """``gt_index [N]`` from an assigner -> ``(positive indices [P], negative indices [Q])``, ``P + Q <= num``."""
+        """``gt_index [N]`` from an assigner -> ``(positive indices [P], negative indices [Q])``.
+
+        ``P <= int(num * pos_fraction)`` and ``P + Q <= num``.
+        """
         pos = torch.nonzero(gt_index >= 0).squeeze(1)
         neg = torch.nonzero(gt_index == NEGATIVE).squeeze(1)
         num_pos = min(int(self.num * self.pos_fraction), pos.numel())

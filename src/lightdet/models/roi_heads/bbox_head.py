@@ -15,7 +15,8 @@ class BBoxHead(nn.Module):
     Args:
         num_classes: foreground classes K; ``fc_cls`` has K + 1 outputs with **background last** (index K).
         in_channels, roi_feat_size: shape of the pooled features ``[R, in_channels, size, size]``.
-        num_shared_fcs, fc_out_channels: the shared MLP (``shared_fcs.{i}``); 0 FCs feeds the flattened features.
+        num_shared_fcs, fc_out_channels: the shared MLP (``shared_fcs.{i}``); with 0 FCs the classifiers
+            see the flattened features.
         reg_class_agnostic: one box per RoI (``fc_reg`` 4 outputs) instead of one per class (4K).
         box_coder: deltas <-> boxes (R-CNN: stds 0.1, 0.1, 0.2, 0.2).
         loss_cls: softmax classification loss (logits ``[R, K+1]``, int64 targets ``[R]``).
@@ -83,20 +84,25 @@ class BBoxHead(nn.Module):
         Returns:
             ``loss_cls``, ``loss_bbox`` and ``acc`` (classification accuracy in percent, not a loss).
         """
+        cls_logits, deltas = cls_logits.float(), deltas.float()  # float32 under autocast too
         num = max(labels.numel(), 1)
         pos = torch.nonzero(labels < self.num_classes).squeeze(1)
         per_class = self._per_class(deltas)
         pos_deltas = per_class[pos, 0 if self.reg_class_agnostic else labels[pos]]
-        loss_bbox = box_regression_loss(self.loss_bbox, self.box_coder, pos_deltas, rois[pos], gt_boxes[pos], num)
+        loss_bbox = box_regression_loss(
+            self.loss_bbox, self.box_coder, pos_deltas, rois[pos], gt_boxes[pos], num
+        )
+        loss_cls = self.loss_cls(cls_logits, labels, avg_factor=num)
         with torch.no_grad():
-            acc = (cls_logits.argmax(1) == labels).float().mean() * 100 if labels.numel() else cls_logits.new_zeros(())
-        return {"loss_cls": self.loss_cls(cls_logits, labels, avg_factor=num), "loss_bbox": loss_bbox, "acc": acc}
+            correct = (cls_logits.argmax(1) == labels).float()
+            acc = correct.mean() * 100 if labels.numel() else cls_logits.new_zeros(())
+        return {"loss_cls": loss_cls, "loss_bbox": loss_bbox, "acc": acc}
 
     def predict_boxes(
         self, cls_logits: Tensor, deltas: Tensor, rois: Tensor, image_size: tuple[int, int]
     ) -> tuple[Tensor, Tensor]:
         """One image's ``[R, ...]`` outputs -> boxes ``[R, K, 4]`` clipped to ``image_size`` and class scores
         ``[R, K]`` (softmax, background column removed)."""
-        scores = cls_logits.softmax(-1)[:, : self.num_classes]
-        boxes = self.box_coder.decode(rois, self._per_class(deltas), image_size)
+        scores = cls_logits.float().softmax(-1)[:, : self.num_classes]
+        boxes = self.box_coder.decode(rois.float(), self._per_class(deltas.float()), image_size)
         return boxes.expand(-1, self.num_classes, 4), scores

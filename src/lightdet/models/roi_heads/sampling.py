@@ -34,10 +34,8 @@ class SampledRoIs:
 
 def rois_from_boxes(boxes: Sequence[Tensor]) -> Tensor:
     """Per-image ``[N_i, 4]`` boxes -> ``[sum N_i, 5]`` RoIs ``(batch_index, x1, y1, x2, y2)``."""
-    if not boxes:
-        return torch.zeros((0, 5))
-    index = torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)])
-    return torch.cat([index, torch.cat(list(boxes))], dim=1)
+    index = [torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)]
+    return torch.cat([torch.cat(index), torch.cat(list(boxes))], dim=1)
 
 
 @runtime_checkable
@@ -50,6 +48,10 @@ class RoIBranch(Protocol):
     (boxes unchanged); ``batch.metas`` gives the sizes needed to produce outputs in original coordinates.
     """
 
-    def loss(self, feats: Sequence[Tensor], samples: list[SampledRoIs], batch: DetBatch) -> dict[str, Tensor]: ...
+    def loss(
+        self, feats: Sequence[Tensor], samples: list[SampledRoIs], batch: DetBatch
+    ) -> dict[str, Tensor]: ...
 
-    def predict(self, feats: Sequence[Tensor], detections: list[Detections], batch: DetBatch) -> list[Detections]: ...
+    def predict(
+        self, feats: Sequence[Tensor], detections: list[Detections], batch: DetBatch
+    ) -> list[Detections]: ...

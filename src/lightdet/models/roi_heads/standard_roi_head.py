@@ -23,8 +23,8 @@ class StandardRoIHead(nn.Module):
     Args:
         bbox_roi_extractor: pools ``[R, C, 7, 7]`` features per RoI.
         bbox_head: classifies and regresses the pooled features.
-        assigner, sampler: training targets (MMDetection: IoU 0.5/0.5 without low-quality matches; 512 RoIs per
-            image, a quarter positive).
+        assigner, sampler: training targets (MMDetection: IoU 0.5/0.5 without low-quality matches; 512 RoIs
+            per image, a quarter positive).
         add_gt_as_proposals: add each image's (non-ignored) ground-truth boxes to its proposals in training.
         score_thr: test-time minimum class score.
         nms: class-wise suppression at test time, :class:`NMS` or :class:`SoftNMS`.
@@ -65,7 +65,9 @@ class StandardRoIHead(nn.Module):
         return self.bbox_head.num_classes
 
     @torch.no_grad()
-    def sample(self, proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_ignore: Tensor) -> SampledRoIs:
+    def sample(
+        self, proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_ignore: Tensor
+    ) -> SampledRoIs:
         """Assigns and samples one image's proposals ``[P, 4]`` against its ground truth ``[G, 4]``."""
         kept = torch.nonzero(~gt_ignore).squeeze(1)
         real = gt_boxes[kept]
@@ -83,7 +85,9 @@ class StandardRoIHead(nn.Module):
         gt_index[: pos.numel()] = kept[matched]
         return SampledRoIs(boxes, labels, matched_boxes, gt_index, int(pos.numel()))
 
-    def loss(self, feats: Sequence[Tensor], proposals: Sequence[Tensor], batch: DetBatch) -> dict[str, Tensor]:
+    def loss(
+        self, feats: Sequence[Tensor], proposals: Sequence[Tensor], batch: DetBatch
+    ) -> dict[str, Tensor]:
         """Training losses from each image's proposals ``[P_i, 4]`` (detached) and the batch's targets."""
         samples = [
             self.sample(p.detach(), b, lab, ign)
@@ -100,13 +104,16 @@ class StandardRoIHead(nn.Module):
         return losses
 
     @torch.no_grad()
-    def predict(self, feats: Sequence[Tensor], proposals: Sequence[Tensor], batch: DetBatch) -> list[Detections]:
+    def predict(
+        self, feats: Sequence[Tensor], proposals: Sequence[Tensor], batch: DetBatch
+    ) -> list[Detections]:
         """Detections of each image in input pixels (boxes clipped to ``metas[i].img_size``)."""
         rois = rois_from_boxes(list(proposals))
         cls_logits, deltas = self.bbox_head(self.bbox_roi_extractor(feats, rois))
         counts = [len(p) for p in proposals]
         detections = []
-        for cls_i, deltas_i, rois_i, meta in zip(cls_logits.split(counts), deltas.split(counts), proposals, batch.metas):
+        per_image = zip(cls_logits.split(counts), deltas.split(counts), proposals, batch.metas)
+        for cls_i, deltas_i, rois_i, meta in per_image:
             boxes, scores = self.bbox_head.predict_boxes(cls_i, deltas_i, rois_i, meta.img_size)
             detections.append(self.postprocess(boxes, scores))
         if self.mask_head is not None:
@@ -114,7 +121,7 @@ class StandardRoIHead(nn.Module):
         return detections
 
     def postprocess(self, boxes: Tensor, scores: Tensor) -> Detections:
-        """Per-class boxes ``[R, K, 4]`` and scores ``[R, K]`` -> thresholded, suppressed, top-N detections."""
+        """Per-class boxes ``[R, K, 4]``, scores ``[R, K]`` -> thresholded, suppressed, top-N detections."""
         labels = torch.arange(self.num_classes, device=scores.device).expand_as(scores)
         boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
         valid = scores > self.score_thr

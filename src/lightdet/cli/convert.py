@@ -1,0 +1,115 @@
+"""``lightdet-convert``: a published torchvision / MMDetection checkpoint -> a lightdet checkpoint.
+
+The written file carries the composed config whose numerics match the source (RoIAlign variant, anchor
+rounding, proposal counts, box-coder clamping ...), so ``lightdet-test ckpt=DST`` runs it as is.
+
+Examples::
+
+    lightdet-convert torchvision fasterrcnn_resnet50_fpn fasterrcnn_resnet50_fpn_coco-258fb6c6.pth tv_frcnn.ckpt
+    lightdet-convert mmdet faster_rcnn_r50_fpn_1x_coco faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth mm.ckpt
+    lightdet-test ckpt=tv_frcnn.ckpt paths.data_dir=/data split=val
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lightdet.checkpoint.presets import PRESETS, SOURCES, convert, get_preset
+from lightdet.engine.module import CONFIG_KEY
+
+#: Prefix of the detector's parameters inside a DetectionModule state dict.
+DETECTOR_PREFIX = "detector."
+
+
+def compose_converted_config(source: str, arch: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The ``lightdet-train`` config of a converted checkpoint: the preset's model on COCO's 80 classes."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lightdet.cli._hydra import CONF_DIR
+    from lightdet.config import register_resolvers
+
+    register_resolvers()
+    preset = get_preset(source, arch)
+    args = [*preset.hydra_overrides(), "dataset=coco", f"name={arch}", *overrides]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose("train", overrides=args)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def convert_file(source: str, arch: str, src: Path, dst: Path, overrides: Sequence[str] = ()) -> str:
+    """Converts ``src`` and writes ``dst``; returns the conversion report's summary.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        ValueError: the weights do not fill the model (unknown, missing or mis-shaped keys).
+    """
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such checkpoint file")
+    loaded = torch.load(src, map_location="cpu", weights_only=True)
+    state, report, _ = convert(source, arch, loaded, coco80=True)
+    if not report.ok:
+        raise ValueError(f"{src} does not fit lightdet's {arch}:\n{report.summary()}")
+    cfg = compose_converted_config(source, arch, overrides)
+    payload = {
+        "state_dict": {DETECTOR_PREFIX + k: v for k, v in state.items()},
+        CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False),
+        "pytorch-lightning_version": L.__version__,
+        "epoch": 0,
+        "global_step": 0,
+        "converted_from": {"source": source, "arch": arch, "file": src.name},
+    }
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(dst)
+    return report.summary()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    archs = "\n".join(f"  {s:<12} {a}" for s, a in PRESETS)
+    parser = argparse.ArgumentParser(
+        prog="lightdet-convert",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Convert a published checkpoint into a lightdet checkpoint that carries its config, so that "
+            "lightdet-test, lightdet-train load_from and the Python API use it as is. torchvision's 91-way "
+            "COCO classifier is reduced to the 80 real COCO classes (its 10 unused 'N/A' logits are dropped)."
+        ),
+        epilog=f"Known SOURCE ARCH pairs:\n{archs}\n\nExample:\n  {__doc__.strip().splitlines()[-3].strip()}",
+    )
+    parser.add_argument("source", choices=SOURCES, help="the library that published the checkpoint")
+    parser.add_argument("arch", help="the architecture name (see the list below)")
+    parser.add_argument("src", type=Path, help="the published checkpoint (.pth)")
+    parser.add_argument("dst", type=Path, help="the lightdet checkpoint to write (.ckpt)")
+    parser.add_argument(
+        "overrides", nargs="*", default=[],
+        help="Hydra overrides stored in the written config, e.g. paths.data_dir=/data",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        summary = convert_file(args.source, args.arch, args.src, args.dst, args.overrides)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary)
+    print(f"wrote {args.dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
