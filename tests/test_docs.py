@@ -49,6 +49,16 @@ def _write_user_files(path: Path, where: Path) -> None:
             target.write_text(body, encoding="utf-8")
 
 
+def _first_of_sweep(override: str) -> str:
+    """``a=1,2`` (a multirun sweep) -> ``a=1``; any other override unchanged."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (parsed,) = OverridesParser.create().parse_overrides([override])
+    if not parsed.is_sweep_override():
+        return override
+    return f"{parsed.get_key_element()}={next(iter(parsed.sweep_string_iterator()))}"
+
+
 CASES = [(doc, cmd) for doc in DOCS for cmd in _commands(doc)]
 
 
@@ -70,7 +80,7 @@ def test_documented_command(doc: Path, command: str, tmp_path: Path, monkeypatch
     overrides = [o for o in args.overrides if not o.startswith("ckpt=")]
     if config_name == "test":
         overrides.append("ckpt=unused.ckpt")
-    sweep_free = [o.split(",")[0] if "," in o and "[" not in o else o for o in overrides]
+    sweep_free = [_first_of_sweep(o) for o in overrides]
     config_dir = str(tmp_path / args.config_dir) if args.config_dir else None
     check_overrides(config_name, sweep_free, config_dir=config_dir)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import SHAPES_PARAMS
 
 from lightdet.data.synthetic import make_shapes
+
 
 @pytest.fixture(scope="session")
 def shapes_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import TINY, run_cli
 from omegaconf import OmegaConf
 
 from lightdet.api import evaluate, train
-
-from cli_helpers import TINY, run_cli
 
 
 def test_cfg_job_composes_from_another_directory(tmp_path: Path) -> None:

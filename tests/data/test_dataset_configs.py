@@ -58,7 +58,7 @@ def test_shapes_datamodule_instantiates_and_generates(tmp_path):
     assert [type(t) for t in dm.val.pipeline.transforms] == [LoadImage]
     assert Path(cfg.dataset.evaluator.ann_file).is_file()
     batch = next(iter(dm.train_dataloader()))
-    assert len(batch) == 6 and max(batch.images.shape[-2:]) <= 160
+    assert len(batch) == 6 and max(batch.images.shape[-2:]) <= 144
 
 
 def test_coco_names_in_category_id_order(tmp_path):

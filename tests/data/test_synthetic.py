@@ -51,7 +51,7 @@ def test_valid_coco(tiny_shapes, split):
     for img in coco.loadImgs(coco.getImgIds()):
         with Image.open(tiny_shapes / split / img["file_name"]) as pil:
             assert pil.size == (img["width"], img["height"]) and pil.mode == "RGB"
-        assert 128 <= img["width"] <= 160 and 128 <= img["height"] <= 160
+        assert 112 <= img["width"] <= 144 and 112 <= img["height"] <= 144
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))
         assert 1 <= len(anns) <= 6
         for ann in anns:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lightdet.config import register_resolvers
 
@@ -51,7 +51,7 @@ def _nearest_keys(cfg: DictConfig, dotted: str) -> tuple[str, list[str]]:
         parent = ".".join(parts[:depth]) or "<root>"
         if not isinstance(node, DictConfig):
             return parent, []
-        options = [str(k) for k in node.keys()]
+        options = [str(k) for k in node]
         close = difflib.get_close_matches(part, options, n=4, cutoff=0.5)
         return parent, close or sorted(options)[:12]
     return dotted, []
@@ -90,8 +90,8 @@ def check_overrides(config_name: str, overrides: Sequence[str], config_dir: str 
                 key = o.key_or_group
                 if o.is_add() or o.is_delete() or _is_group_override(key) or key.startswith("hydra."):
                     continue
-                if OmegaConf.select(base, key, default=_MISSING, throw_on_resolution_failure=False) is _MISSING:
-                    parent, close = _nearest_keys(base, key)
+                parent, close = _nearest_keys(base, key)
+                if parent != key:  # walked without resolving: an unresolvable interpolation still exists
                     hint = f"nearest valid keys under '{parent}': {', '.join(close)}" if close else ""
                     raise UsageError(
                         f"unknown config key '{key}' in override '{o.input_line}'. {hint}\n"
@@ -103,9 +103,6 @@ def check_overrides(config_name: str, overrides: Sequence[str], config_dir: str 
                 raise UsageError(str(e).strip()) from None
     finally:
         GlobalHydra.instance().clear()
-
-
-_MISSING = object()
 
 
 def prepare_argv(config_name: str, argv: list[str]) -> list[str]:

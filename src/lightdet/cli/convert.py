@@ -83,10 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Convert a published checkpoint into a lightdet checkpoint that carries its config, so that "
-            "lightdet-test, lightdet-train load_from and the Python API use it as is. torchvision's 91-way "
+            "lightdet-test runs it as is. torchvision's 91-way "
             "COCO classifier is reduced to the 80 real COCO classes (its 10 unused 'N/A' logits are dropped)."
         ),
-        epilog=f"Known SOURCE ARCH pairs:\n{archs}\n\nExample:\n  {__doc__.strip().splitlines()[-3].strip()}",
+        epilog=(
+            f"Known SOURCE ARCH pairs:\n{archs}\n\nExample:\n"
+            "  lightdet-convert torchvision fasterrcnn_resnet50_fpn fasterrcnn_resnet50_fpn_coco-258fb6c6.pth tv.ckpt\n"
+            "  lightdet-test ckpt=tv.ckpt paths.data_dir=/data split=val"
+        ),
     )
     parser.add_argument("source", choices=SOURCES, help="the library that published the checkpoint")
     parser.add_argument("arch", help="the architecture name (see the list below)")

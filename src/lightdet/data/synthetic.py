@@ -75,10 +75,10 @@ class ShapesParams:
     num_train: int = 1500
     num_val: int = 200
     seed: int = 0
-    min_image_size: int = 128
-    max_image_size: int = 160
+    min_image_size: int = 112
+    max_image_size: int = 144
     min_object_size: int = 16
-    max_object_size: int = 88
+    max_object_size: int = 80
     max_objects: int = 6
     max_overlap: float = 0.15
     jpeg_quality: int = 90
@@ -238,10 +238,10 @@ def make_shapes(
     num_train: int = 1500,
     num_val: int = 200,
     seed: int = 0,
-    min_image_size: int = 128,
-    max_image_size: int = 160,
+    min_image_size: int = 112,
+    max_image_size: int = 144,
     min_object_size: int = 16,
-    max_object_size: int = 88,
+    max_object_size: int = 80,
     max_objects: int = 6,
     max_overlap: float = 0.15,
     jpeg_quality: int = 90,
@@ -249,7 +249,7 @@ def make_shapes(
     """Writes the synthetic shapes dataset (both splits) into ``out_dir``.
 
     The arguments are the fields of :class:`ShapesParams` (see there); the defaults give about
-    1500 + 200 images of 128-160 px with 1-6 objects of 16-88 px, written in a few seconds.
+    1500 + 200 images of 112-144 px with 1-6 objects of 16-80 px, written in a few seconds.
 
     Args:
         out_dir: destination folder (created; existing files with the same names are overwritten).
