@@ -73,3 +73,21 @@ def test_every_experiment_composes(compose_cfg, experiment: str) -> None:
     cfg = compose_cfg([f"experiment={experiment}"])
     OmegaConf.to_container(cfg, resolve=True)
     assert cfg.name == experiment
+
+
+def _flat(node, prefix: str = "") -> dict[str, object]:
+    if isinstance(node, dict):
+        out: dict[str, object] = {}
+        for k, v in node.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def test_bounded_iou_experiment_differs_only_by_its_loss(compose_cfg) -> None:
+    base = _flat(OmegaConf.to_container(compose_cfg(["experiment=faster_rcnn_r50_fpn_1x_coco"])))
+    bounded = _flat(OmegaConf.to_container(compose_cfg(["experiment=faster_rcnn_r50_fpn_bounded_iou_1x_coco"])))
+    changed = {k for k in base.keys() | bounded.keys() if base.get(k) != bounded.get(k) and not k.startswith("hydra")}
+    loss = "model.roi_head.bbox_head.loss_bbox."
+    assert changed == {"name", f"{loss}_target_", f"{loss}beta", f"{loss}eps", f"{loss}loss_weight"}
+    assert bounded[f"{loss}_target_"] == "lightdet.models.BoundedIoULoss" and bounded[f"{loss}loss_weight"] == 10.0

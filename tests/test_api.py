@@ -1,0 +1,74 @@
+"""Resume resolution and override merging of lightdet.api (no training here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from lightdet.api import _resume_path, find_resume_checkpoint, merge_overrides
+
+
+def _touch(path: Path, mtime: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_find_resume_checkpoint_prefers_last_then_newest(tmp_path: Path) -> None:
+    assert find_resume_checkpoint(tmp_path) is None
+    _touch(tmp_path / "checkpoints" / "epoch00.ckpt", 100)
+    newest = _touch(tmp_path / "checkpoints" / "epoch01.ckpt", 200)
+    assert find_resume_checkpoint(tmp_path) == newest
+    last = _touch(tmp_path / "checkpoints" / "last.ckpt", 50)
+    assert find_resume_checkpoint(tmp_path) == last
+
+
+def _cfg(tmp_path: Path, **keys) -> OmegaConf:
+    return OmegaConf.create({"paths": {"output_dir": str(tmp_path / "run")}, "ckpt_path": None, "resume": None, **keys})
+
+
+def test_resume_modes(tmp_path: Path) -> None:
+    old_run = tmp_path / "old"
+    last = _touch(old_run / "checkpoints" / "last.ckpt", 1)
+    assert _resume_path(_cfg(tmp_path)) is None
+    assert _resume_path(_cfg(tmp_path, resume=str(old_run))) == str(last)
+    assert _resume_path(_cfg(tmp_path, resume="auto")) is None  # nothing in this run dir yet: fresh start
+    _touch(tmp_path / "run" / "checkpoints" / "last.ckpt", 1)
+    assert _resume_path(_cfg(tmp_path, resume="auto")) == str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert _resume_path(_cfg(tmp_path, ckpt_path=str(last), resume="auto")) == str(last)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"ckpt_path": "missing.ckpt"}, "no such checkpoint file"),
+        ({"resume": "no_such_dir"}, "no such run directory"),
+    ],
+)
+def test_resume_errors_name_the_path(tmp_path: Path, keys: dict, message: str) -> None:
+    with pytest.raises(FileNotFoundError, match=message):
+        _resume_path(_cfg(tmp_path, **keys))
+
+
+def test_resume_dir_without_checkpoints_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no checkpoint under"):
+        _resume_path(_cfg(tmp_path, resume=str(tmp_path / "empty")))
+
+
+def test_merge_overrides_replaces_only_what_was_overridden() -> None:
+    stored = OmegaConf.create(
+        {"dataset": {"name": "shapes", "batch_size": 8}, "model": {"backbone": {"depth": 18}, "w": 1}}
+    )
+    composed = OmegaConf.create(
+        {"dataset": {"name": "coco", "batch_size": 2}, "model": {"backbone": {"depth": 101}, "w": 5}}
+    )
+    merged = merge_overrides(stored, composed, ["model/backbone=resnet101", "dataset.batch_size=2"])
+    assert merged.model.backbone.depth == 101 and merged.model.w == 1
+    assert merged.dataset.batch_size == 2 and merged.dataset.name == "shapes"
+    whole = merge_overrides(stored, composed, ["dataset=coco"])
+    assert whole.dataset.name == "coco" and whole.model.backbone.depth == 18
