@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ARGS ?=
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test lint clean distclean
@@ -27,7 +27,7 @@ train: $(STAMP) ## Quickstart: generate the shapes dataset and train a small Fas
 	$(BIN)/lightdet-train $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (CPU, a few minutes)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## Lint with ruff
 	$(BIN)/ruff check src tests scripts conf

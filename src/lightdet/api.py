@@ -207,6 +207,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     split = str(merged.split)
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}: expected 'val' or 'test'")
+    # Only the evaluated split is built: a machine holding just the val images must be enough.
+    merged.dataset.datamodule.train = None
     datamodule = instantiate(merged.dataset.datamodule, _convert_="all")
     if split == "val":
         datamodule.test = datamodule.val

@@ -48,7 +48,7 @@ def test_convert_then_test(tmp_path: Path, shapes_data_dir: Path, compose_cfg) -
     out = tmp_path / "eval" / "results.json"
     small = ["dataset.pipeline.test.1.scale=[320,320]", "trainer.accelerator=cpu", "trainer.devices=1",
              "trainer.enable_progress_bar=false", "dataset.num_workers=0"]
-    overrides = [f"ckpt={dst}", f"out={out}", "split=val", *small]
+    overrides = [f"ckpt={dst}", f"out={out}", "split=val", "dataset=coco", *small]
     cfg = compose_cfg(overrides, config_name="test")
     cfg.paths.data_dir = str(tmp_path / "data")
     metrics = evaluate(cfg, overrides=[*overrides, f"paths.data_dir={tmp_path / 'data'}"])

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from lightdet.config import register_resolvers
 
@@ -47,6 +47,9 @@ def _nearest_keys(cfg: DictConfig, dotted: str) -> tuple[str, list[str]]:
     for depth, part in enumerate(parts):
         if isinstance(node, DictConfig) and part in node:
             node = node._get_node(part)  # no interpolation resolution needed to walk
+            continue
+        if isinstance(node, ListConfig) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node._get_node(int(part))
             continue
         parent = ".".join(parts[:depth]) or "<root>"
         if not isinstance(node, DictConfig):
