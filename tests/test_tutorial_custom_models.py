@@ -10,26 +10,21 @@ tutorial's own text.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from lightdet.cli._hydra import CONF_DIR, _parse_args
-from lightdet.config import register_resolvers
 from lightdet.models import FPN
 from lightdet.structures import DetBatch, Detections, DetSample, ImageMeta
-from test_docs import _commands, _write_user_files  # the docs' own convention for user files
+from test_docs import _commands
+from tutorial_helpers import compose_command, user_project
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "4_custom_models.md"
 EXPERIMENT = "experiment=faster_rcnn_mobilenetv2_pafpn_diou_shapes"
@@ -38,29 +33,8 @@ COMMANDS = [c for c in _commands(DOC) if c.startswith("lightdet-train")]
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A user directory holding the tutorial's ``my_project`` and ``my_configs``, importable, as cwd."""
-    _write_user_files(DOC, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _forget_user_modules()  # another test's my_project must not shadow this one
-    register_resolvers()
-    yield tmp_path
-    _forget_user_modules()
-    GlobalHydra.instance().clear()
-
-
-def _forget_user_modules() -> None:
-    for name in [m for m in sys.modules if m == "my_project" or m.startswith("my_project.")]:
-        del sys.modules[name]
-
-
-def _compose(command: str) -> DictConfig:
-    """The ``train`` config a documented ``lightdet-train`` line composes (``--cfg job`` dropped)."""
-    args = _parse_args(shlex.split(command)[1:])
-    search = [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"] if args.config_dir else []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=[*search, *args.overrides])
+    """The tutorial's ``my_project`` and ``my_configs`` in the working directory, importable."""
+    yield from user_project(DOC, tmp_path, monkeypatch)
 
 
 def _sample(seed: int, boxes: list[list[float]], labels: list[int]) -> DetSample:
@@ -105,7 +79,7 @@ def test_tutorial_writes_the_files_it_uses(project: Path) -> None:
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[c.replace("lightdet-train ", "")[:70] for c in COMMANDS])
 def test_documented_command_builds_a_working_detector(project: Path, command: str) -> None:
-    cfg = _compose(command)
+    cfg = compose_command(command)
     targets = _user_targets(OmegaConf.to_container(cfg.model, resolve=True))
     assert bool(targets) == ("--config-dir" in command), f"user parts {targets} for {command!r}"
     torch.manual_seed(0)
@@ -132,7 +106,7 @@ def test_documented_command_builds_a_working_detector(project: Path, command: st
 
 
 def test_experiment_uses_every_custom_part(project: Path) -> None:
-    cfg = _compose(next(c for c in COMMANDS if EXPERIMENT in c))
+    cfg = compose_command(next(c for c in COMMANDS if EXPERIMENT in c))
     assert cfg.name == EXPERIMENT.split("=")[1]
     model = instantiate(cfg.model, _convert_="all")
     head = model.roi_head.bbox_head
@@ -150,7 +124,7 @@ def test_experiment_uses_every_custom_part(project: Path) -> None:
 
 
 def test_backbone_gives_the_documented_channels_and_strides(project: Path) -> None:
-    cfg = _compose(next(c for c in COMMANDS if EXPERIMENT in c))
+    cfg = compose_command(next(c for c in COMMANDS if EXPERIMENT in c))
     backbone = instantiate(cfg.model.backbone)
     feats = backbone(torch.randn(1, 3, 64, 96))
     assert [f.shape[1] for f in feats] == list(cfg.model.neck.in_channels) == backbone.out_channels

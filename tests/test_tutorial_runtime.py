@@ -9,24 +9,19 @@ composed and its ``module`` node instantiated around a tiny model, and the optim
 from __future__ import annotations
 
 import copy
-import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from lightdet.cli._hydra import CONF_DIR, _parse_args
-from lightdet.config import register_resolvers
 from lightdet.engine import DetectionModule
-from test_docs import _commands, _write_user_files  # the docs' own convention for user files
+from test_docs import _commands
+from tutorial_helpers import compose_command, user_project
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "tutorials" / "5_runtime.md"
 COMMANDS = [c for c in _commands(DOC) if c.startswith("lightdet-train")]
@@ -62,28 +57,7 @@ class TinyDetector(nn.Module):
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The tutorial's ``my_project`` and ``my_configs`` in the working directory, importable."""
-    _write_user_files(DOC, tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    _forget_user_modules()  # another test's my_project must not shadow this one
-    register_resolvers()
-    yield tmp_path
-    _forget_user_modules()
-    GlobalHydra.instance().clear()
-
-
-def _forget_user_modules() -> None:
-    for name in [m for m in sys.modules if m == "my_project" or m.startswith("my_project.")]:
-        del sys.modules[name]
-
-
-def _compose(command: str) -> DictConfig:
-    """The ``train`` config a documented ``lightdet-train`` line composes (``--cfg job`` dropped)."""
-    args = _parse_args(shlex.split(command)[1:])
-    search = [f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]"] if args.config_dir else []
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", overrides=[*search, *args.overrides])
+    yield from user_project(DOC, tmp_path, monkeypatch)
 
 
 def _module(cfg: DictConfig, model: nn.Module) -> DetectionModule:
@@ -104,7 +78,7 @@ def test_tutorial_has_the_documented_examples() -> None:
 
 @pytest.mark.parametrize("command", OPTIMIZER_COMMANDS, ids=[c[15:85] for c in OPTIMIZER_COMMANDS])
 def test_documented_optimizer_is_built_and_steps(project: Path, command: str) -> None:
-    cfg = _compose(command)
+    cfg = compose_command(command)
     torch.manual_seed(0)
     model = TinyDetector()
     optimizer = _module(cfg, model).configure_optimizers()
@@ -118,7 +92,7 @@ def test_documented_optimizer_is_built_and_steps(project: Path, command: str) ->
 
 @pytest.mark.parametrize("command", PARAMWISE_COMMANDS, ids=[c[15:85] for c in PARAMWISE_COMMANDS])
 def test_paramwise_example_gives_the_documented_groups(project: Path, command: str) -> None:
-    cfg = _compose(command)
+    cfg = compose_command(command)
     model = TinyDetector()
     optimizer = _module(cfg, model).configure_optimizers()
     assert type(optimizer).__module__ == "my_project.optim"
@@ -131,7 +105,7 @@ def test_paramwise_example_gives_the_documented_groups(project: Path, command: s
 
 
 def test_sgdw_follows_its_documented_update_and_resumes(project: Path) -> None:
-    cfg = _compose(PARAMWISE_COMMANDS[0])
+    cfg = compose_command(PARAMWISE_COMMANDS[0])
     torch.manual_seed(0)
     model = TinyDetector()
     optimizer = _module(cfg, model).configure_optimizers()
@@ -157,7 +131,7 @@ def test_sgdw_follows_its_documented_update_and_resumes(project: Path) -> None:
 
 
 def test_auto_scale_lr_example(project: Path, tmp_path: Path) -> None:
-    cfg = _compose(next(c for c in COMMANDS if "auto_scale_lr=true dataset.batch_size=2" in c))
+    cfg = compose_command(next(c for c in COMMANDS if "auto_scale_lr=true dataset.batch_size=2" in c))
     module = _module(cfg, TinyDetector())
     module.trainer = instantiate(
         cfg.trainer, default_root_dir=str(tmp_path), accelerator="cpu", devices=1, logger=False,
@@ -169,7 +143,7 @@ def test_auto_scale_lr_example(project: Path, tmp_path: Path) -> None:
 
 
 def test_trainer_epochs_follow_the_schedule(project: Path) -> None:
-    cfg = _compose(next(c for c in COMMANDS if "schedule.max_epochs=6" in c))
+    cfg = compose_command(next(c for c in COMMANDS if "schedule.max_epochs=6" in c))
     assert cfg.trainer.max_epochs == 6
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.02)
     factor = instantiate(cfg.schedule)(optimizer, iters_per_epoch=1000).lr_lambdas[0]
