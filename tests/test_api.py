@@ -72,3 +72,11 @@ def test_merge_overrides_replaces_only_what_was_overridden() -> None:
     assert merged.dataset.batch_size == 2 and merged.dataset.name == "shapes"
     whole = merge_overrides(stored, composed, ["dataset=coco"])
     assert whole.dataset.name == "coco" and whole.model.backbone.depth == 18
+
+
+def test_merge_overrides_deletes_and_rejects_experiments() -> None:
+    stored = OmegaConf.create({"dataset": {"evaluator": {"x": 1}, "name": "shapes"}})
+    merged = merge_overrides(stored, OmegaConf.create({"dataset": {"name": "shapes"}}), ["~dataset.evaluator"])
+    assert "evaluator" not in merged.dataset and merged.dataset.name == "shapes"
+    with pytest.raises(ValueError, match="experiment"):
+        merge_overrides(stored, stored, ["experiment=faster_rcnn_r50_fpn_1x_coco"])

@@ -101,9 +101,21 @@ def _callbacks(cfg: DictConfig) -> list[Any]:
     return [c for c in _instantiate_all(cfg.get("callbacks")) if not (off and isinstance(c, off))]
 
 
+def _without_metric_monitors(callbacks: Sequence[Any]) -> None:
+    """With no evaluator there is no val/bbox_mAP: a "best" checkpoint then keeps the latest epoch."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    for c in callbacks:
+        if isinstance(c, ModelCheckpoint) and c.monitor:
+            log.warning("no evaluator: checkpoint %r monitors nothing and keeps the latest epoch", c.filename)
+            c.monitor = None
+
+
 def _build(cfg: DictConfig, callbacks: Sequence[Any]) -> tuple[L.LightningDataModule, Any, L.Trainer]:
     datamodule = instantiate(cfg.dataset.datamodule, _convert_="all")
     module = instantiate(cfg.module, _convert_="all")
+    if module.evaluator is None:
+        _without_metric_monitors(callbacks)
     # Stored unresolved, so that `lightdet-test ckpt=... paths.data_dir=/elsewhere` re-resolves the paths.
     module.lightdet_config = OmegaConf.to_container(cfg, resolve=False)
     loggers = _instantiate_all(cfg.get("logger"))
@@ -180,7 +192,18 @@ def merge_overrides(stored: DictConfig, composed: DictConfig, overrides: Sequenc
     OmegaConf.set_struct(merged, False)
     for o in OverridesParser.create().parse_overrides(list(overrides)):
         key = o.key_or_group.split("@", 1)[0].replace("/", ".")
-        if key.startswith("hydra") or o.is_delete():
+        if key == "experiment":
+            raise ValueError(
+                "experiment=... cannot be applied to a checkpoint's stored config: override the groups or keys "
+                "that differ instead (e.g. dataset=coco, dataset.batch_size=4)"
+            )
+        if key.startswith("hydra"):
+            continue
+        if o.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if isinstance(node, DictConfig):
+                node.pop(leaf, None)
             continue
         value = OmegaConf.select(composed, key, throw_on_missing=False)
         target_parent, _, leaf = key.rpartition(".")
@@ -219,7 +242,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     )
     results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    if merged.get("out"):
+    if merged.get("out") and trainer.is_global_zero:
         out = Path(merged.out)
         write_json(out.parent / "summary.json", {"ckpt": str(cfg.ckpt), "split": split, "metrics": metrics})
     return metrics

@@ -80,6 +80,8 @@ def test_run_directory_layout(compose_cfg, shapes_data_dir: Path) -> None:
     assert any(r.get("train/loss") for r in rows) and any(r.get("val/bbox_mAP") for r in rows)
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
     stored = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # last.ckpt is the latest epoch even when the last epoch did not improve the best mAP
+    assert stored["epoch"] == 1 and stored["global_step"] == result.trainer.global_step
     stored_cfg = OmegaConf.create(stored["lightdet_config"])
     assert stored_cfg.dataset.num_classes == 5 and stored_cfg.model.roi_head.bbox_head.num_classes == 5
 
@@ -96,7 +98,7 @@ def test_resume_continues_counters_and_lr_schedule(compose_cfg, shapes_data_dir:
     lr_full = full.trainer.optimizers[0].param_groups[0]["lr"]
     lr_resumed = resumed.trainer.optimizers[0].param_groups[0]["lr"]
     assert lr_resumed == pytest.approx(lr_full, rel=1e-9)
-    assert [row["epoch"] for row in resumed.summary["history"]] == [1]
+    assert [row["epoch"] for row in resumed.summary["history"]] == [0, 1]  # history survives the resume
 
 
 def test_evaluate_a_checkpoint_with_overrides(compose_cfg, shapes_data_dir: Path, tmp_path: Path) -> None:
@@ -111,3 +113,21 @@ def test_evaluate_a_checkpoint_with_overrides(compose_cfg, shapes_data_dir: Path
     results = json.loads(out.read_text())
     assert all({"image_id", "category_id", "bbox", "score"} <= set(r) for r in results)
     assert json.loads((out.parent / "summary.json").read_text())["metrics"] == metrics
+
+
+def test_training_without_an_evaluator_keeps_checkpoints(compose_cfg, shapes_data_dir: Path) -> None:
+    cfg, result = _train(compose_cfg, shapes_data_dir, ["trainer.max_epochs=1", "dataset.evaluator=null"])
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").is_file()
+    assert result.summary["history"] == [] and result.best_score is None
+
+
+def test_test_cli_without_ckpt_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run_cli(["lightdet-test", "split=val"], tmp_path)
+    assert proc.returncode == 2 and "ckpt=PATH" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_cfg_hydra_prints_without_resolving(tmp_path: Path) -> None:
+    proc = run_cli(["lightdet-train", "--cfg", "hydra"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "run:" in proc.stdout

@@ -117,9 +117,11 @@ def prepare_argv(config_name: str, argv: list[str]) -> list[str]:
     args = _parse_args(argv)
     if args.help or args.hydra_help or args.info:
         return argv
-    if not args.multirun and not args.experimental_rerun:
-        check_overrides(config_name, args.overrides, config_dir=_config_dir_arg(args))
-    if args.cfg and not args.resolve:
+    if config_name == "test" and not any(o.split("=", 1)[0] == "ckpt" for o in args.overrides):
+        raise UsageError("lightdet-test needs the checkpoint to evaluate: ckpt=PATH (see lightdet-test --help)")
+    if not args.multirun and not args.experimental_rerun and not args.config_path:
+        check_overrides(args.config_name or config_name, args.overrides, config_dir=_config_dir_arg(args))
+    if args.cfg in ("job", "all") and not args.resolve:
         argv = [*argv, "--resolve"]
     return argv
 

@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("dst", type=Path, help="the lightdet checkpoint to write (.ckpt)")
     parser.add_argument(
         "overrides", nargs="*", default=[],
-        help="Hydra overrides stored in the written config, e.g. paths.data_dir=/data",
+        help="Hydra overrides stored in the written config, e.g. dataset.data_root=/data/coco",
     )
     return parser
 

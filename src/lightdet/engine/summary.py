@@ -72,11 +72,19 @@ class RunSummary(Callback):
         rows = [r for r in self.history if self.monitor in r and not math.isnan(r[self.monitor])]
         return max(rows, key=lambda r: r[self.monitor]) if rows else {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint, so a resumed run keeps the epochs before the resume."""
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history", []))
+
     def payload(self, trainer: L.Trainer) -> dict[str, Any]:
         best = self.best()
-        ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
         best_ckpt = ckpt.best_model_path if ckpt is not None and ckpt.best_model_path else None
-        last_ckpt = ckpt.last_model_path if ckpt is not None and ckpt.last_model_path else None
+        last_path = self.output_dir / "checkpoints" / "last.ckpt"
+        last_ckpt = str(last_path) if last_path.is_file() else None
         last = {k: v for k, v in self.history[-1].items() if "/" in k} if self.history else {}
         return {
             "best": {self.monitor: best.get(self.monitor), "epoch": best.get("epoch"), "ckpt": best_ckpt},
