@@ -232,14 +232,9 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         raise ValueError(f"split={split!r}: expected 'val' or 'test'")
     # Only the evaluated split is built: a machine holding just the val images must be enough.
     merged.dataset.datamodule.train = None
-    datamodule = instantiate(merged.dataset.datamodule, _convert_="all")
+    datamodule, module, trainer = _build(merged, _callbacks(merged))
     if split == "val":
         datamodule.test = datamodule.val
-    module = instantiate(merged.module, _convert_="all")
-    module.lightdet_config = OmegaConf.to_container(merged, resolve=False)
-    trainer = instantiate(
-        merged.trainer, callbacks=_callbacks(merged), logger=False, _convert_="all"
-    )
     results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if merged.get("out") and trainer.is_global_zero:
