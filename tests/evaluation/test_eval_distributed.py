@@ -42,7 +42,9 @@ def _evaluate_shard(rank: int, world: int, tmp: str) -> None:
     """One rank of a gloo group: evaluate this rank's shard, sync, compute, write the metrics."""
     dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world)
     try:
-        data = make_random_coco(Path(tmp) / "gt.json", seed=5, num_images=13)
+        # Each rank regenerates the same seeded data into its own file: writing the parent's gt.json
+        # again here would race with the other rank reading it.
+        data = make_random_coco(Path(tmp) / f"gt_rank{rank}.json", seed=5, num_images=13)
         evaluator = CocoEvaluator(str(data.ann_file), outfile=f"{tmp}/results.json")
         shard = _rank_shard(len(data.metas), rank, world)
         for start in range(0, len(shard), 2):  # batches of two
