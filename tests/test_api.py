@@ -80,3 +80,42 @@ def test_merge_overrides_deletes_and_rejects_experiments() -> None:
     assert "evaluator" not in merged.dataset and merged.dataset.name == "shapes"
     with pytest.raises(ValueError, match="experiment"):
         merge_overrides(stored, stored, ["experiment=faster_rcnn_r50_fpn_1x_coco"])
+
+
+def test_compose_repeatedly_detached_from_hydra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from lightdet.api import compose
+
+    monkeypatch.chdir(tmp_path)
+    first = compose(overrides=["dataset.classes=[circle,star]"])
+    second = compose("faster_rcnn_r50_fpn_1x_coco", output_dir=tmp_path / "given")
+    third = compose("faster_rcnn", ["schedule=2x"])
+    assert "hydra" not in first and first.name == "faster_rcnn_small_quickstart_shapes"
+    run_dir = Path(first.paths.output_dir)
+    assert run_dir.parent == tmp_path / "outputs" / first.name and re.fullmatch(r"[\d_-]+", run_dir.name)
+    assert second.paths.output_dir == str(tmp_path / "given") and second.dataset.num_classes == 80
+    assert third.name == "faster_rcnn_2x_shapes" and third.model.backbone.depth == 50
+    # an earlier config keeps its values after later compositions, and interpolations stay live
+    assert first.dataset.num_classes == 2 and first.paths.output_dir == str(run_dir)
+    first.dataset.classes = ["circle", "square", "star"]
+    assert first.model.roi_head.bbox_head.num_classes == 3
+    OmegaConf.to_container(third, resolve=True)  # nothing left that needs Hydra's runtime
+
+
+def test_compose_unknown_name_lists_models_and_experiments() -> None:
+    from lightdet.api import compose
+
+    with pytest.raises(ValueError, match="faster_rcnn_small.*experiments: .*faster_rcnn_r50_fpn_1x_coco"):
+        compose("fastr_rcnn")
+
+
+def test_compose_test_config_and_top_level_exports(tmp_path: Path) -> None:
+    import lightdet
+
+    cfg = lightdet.compose(config_name="test", overrides=["ckpt=model.ckpt"], output_dir=tmp_path)
+    assert cfg.ckpt == "model.ckpt" and cfg.name == "test_shapes" and cfg.paths.output_dir == str(tmp_path)
+    assert {"compose", "train", "evaluate", "Detector", "load_weights"} <= set(lightdet.__all__)
+    from lightdet.api import train
+
+    assert lightdet.train is train

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from config_helpers import num_classes_nodes
 from lightdet.cli._hydra import CONF_DIR
 
 CONF = Path(CONF_DIR)
@@ -29,9 +30,10 @@ def _group_options() -> list[tuple[str, str]]:
 
 def _with_parent(group: str, option: str) -> list[str]:
     """A nested option is chosen inside a parent that includes it (model/backbone inside faster_rcnn)."""
-    parents = {"model": "model=faster_rcnn", "dataset": "dataset=coco"}
+    parents = {"model/bbox_head": "model=retinanet", "model": "model=faster_rcnn", "dataset": "dataset=coco"}
     top = group.split("/")[0]
-    prefix = [parents[top]] if "/" in group and top in parents else []
+    parent = parents.get(group, parents.get(top))
+    prefix = [parent] if "/" in group and parent else []
     return [*prefix, f"{group}={option}"]
 
 
@@ -41,7 +43,8 @@ def test_every_group_option_composes_and_resolves(compose_cfg, group: str, optio
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     if group.startswith(("model", "dataset")):
-        assert container["model"]["roi_head"]["bbox_head"]["num_classes"] == container["dataset"]["num_classes"]
+        heads = num_classes_nodes(container["model"])
+        assert heads and set(heads.values()) == {container["dataset"]["num_classes"]}, heads
 
 
 def test_coco_1x_contract(compose_cfg) -> None:

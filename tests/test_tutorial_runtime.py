@@ -148,3 +148,26 @@ def test_trainer_epochs_follow_the_schedule(project: Path) -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.02)
     factor = instantiate(cfg.schedule)(optimizer, iters_per_epoch=1000).lr_lambdas[0]
     assert [factor(i) for i in (3999, 4000, 4999, 5000)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
+
+
+def _schedule_table() -> dict[str, list[str]]:
+    """The tutorial's schedule table: ``{option: [max_epochs, policy, milestones, warmup, min_lr_ratio]}``."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[1].isdigit():
+            rows[cells[0].split("`")[1]] = cells[1:]
+    return rows
+
+
+def test_schedule_table_matches_the_configs() -> None:
+    conf = Path(__file__).resolve().parents[1] / "conf" / "schedule"
+    table = _schedule_table()
+    assert set(table) == {p.stem for p in conf.glob("*.yaml")}
+    for name, (epochs, policy, milestones, warmup, min_lr) in table.items():
+        cfg = OmegaConf.load(conf / f"{name}.yaml")
+        documented_milestones = [] if milestones == "-" else [int(m) for m in milestones.strip("[]").split(",")]
+        assert (int(epochs), policy, documented_milestones, float(min_lr)) == (
+            cfg.max_epochs, cfg.policy, list(cfg.milestones), cfg.min_lr_ratio
+        ), name
+        assert warmup == f"{cfg.warmup}, {cfg.warmup_iters} iters from {cfg.warmup_ratio:g}x", name

@@ -11,18 +11,31 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.composition import compose
 from lightdet.config import register_resolvers
 from lightdet.engine.module import CONFIG_KEY
 from lightdet.engine.summary import RunSummary, write_json
 
-__all__ = ["TrainResult", "train", "evaluate", "find_resume_checkpoint", "stored_config", "CONFIG_KEY"]
+if TYPE_CHECKING:
+    from lightdet.checkpoint.load import LoadReport
+
+__all__ = [
+    "TrainResult",
+    "compose",
+    "train",
+    "evaluate",
+    "find_resume_checkpoint",
+    "stored_config",
+    "class_dependent_keys",
+    "CONFIG_KEY",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +53,14 @@ class TrainResult:
         module: the ``DetectionModule``.
         summary: the content of ``summary.json`` (best/last metrics, history, checkpoint paths).
         output_dir: the run directory.
+        load_report: what ``load_from`` kept and re-initialised (None without ``load_from``).
     """
 
     trainer: L.Trainer
     module: L.LightningModule
     summary: dict[str, Any] = field(default_factory=dict)
     output_dir: Path = Path(".")
+    load_report: LoadReport | None = None
 
     @property
     def best_score(self) -> float | None:
@@ -112,12 +127,14 @@ def _without_metric_monitors(callbacks: Sequence[Any]) -> None:
 
 
 def _build(cfg: DictConfig, callbacks: Sequence[Any]) -> tuple[L.LightningDataModule, Any, L.Trainer]:
+    # Stored unresolved, so that `lightdet-test ckpt=... paths.data_dir=/elsewhere` re-resolves the paths.
+    # Taken first: instantiating `module` (detector: ${model}) resolves the model node in place.
+    composed = OmegaConf.to_container(cfg, resolve=False)
     datamodule = instantiate(cfg.dataset.datamodule, _convert_="all")
     module = instantiate(cfg.module, _convert_="all")
     if module.evaluator is None:
         _without_metric_monitors(callbacks)
-    # Stored unresolved, so that `lightdet-test ckpt=... paths.data_dir=/elsewhere` re-resolves the paths.
-    module.lightdet_config = OmegaConf.to_container(cfg, resolve=False)
+    module.lightdet_config = composed
     loggers = _instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks), logger=loggers or False, _convert_="all")
     return datamodule, module, trainer
@@ -137,11 +154,15 @@ def train(cfg: DictConfig) -> TrainResult:
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     summary = RunSummary(out)
     datamodule, module, trainer = _build(cfg, [*_callbacks(cfg), summary])
-    trainer.fit(module, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+    resume = _resume_path(cfg)
+    loaded = _apply_load_from(OmegaConf.create(module.lightdet_config), module.detector, resume)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if cfg.get("test_after_train"):
         ckpt = "best" if trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path else None
         trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
-    result = TrainResult(trainer=trainer, module=module, summary=summary.payload(trainer), output_dir=out)
+    result = TrainResult(
+        trainer=trainer, module=module, summary=summary.payload(trainer), output_dir=out, load_report=loaded
+    )
     if trainer.is_global_zero:
         _print_summary(result)
     return result
@@ -241,4 +262,38 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         out = Path(merged.out)
         write_json(out.parent / "summary.json", {"ckpt": str(cfg.ckpt), "split": split, "metrics": metrics})
     return metrics
+
+
+
+# -- fine-tuning: load_from ---------------------------------------------------------------------------
+def class_dependent_keys(cfg: DictConfig, detector: torch.nn.Module) -> set[str]:
+    """The detector's state-dict keys whose shape follows ``dataset.num_classes``.
+
+    Found by building the configured model with one more class on the ``meta`` device (shapes only, no
+    memory) and comparing shapes, so any head whose ``num_classes`` interpolates the dataset's is covered.
+    """
+    probe = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    probe.dataset.num_classes = int(cfg.dataset.num_classes) + 1
+    if OmegaConf.select(probe, "model.backbone.weights", default=None) is not None:
+        probe.model.backbone.weights = None  # initial weights only: the probe needs shapes, not a download
+    with torch.device("meta"):
+        other = instantiate(probe.model, _convert_="all").state_dict()
+    return {k for k, v in detector.state_dict().items() if k in other and other[k].shape != v.shape}
+
+
+def _apply_load_from(cfg: DictConfig, detector: torch.nn.Module, resume: str | None) -> LoadReport | None:
+    """Initialises ``detector`` from ``cfg.load_from``, if set (see :mod:`lightdet.checkpoint.load`).
+
+    ``cfg`` is the config as composed (the model's ``num_classes`` still an interpolation).
+    """
+    from lightdet.checkpoint.load import load_weights
+
+    spec = cfg.get("load_from")
+    if not spec:
+        return None
+    if resume:
+        log.warning("load_from=%s is ignored: resuming from %s restores every weight", spec, resume)
+        return None
+    spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else str(spec)
+    return load_weights(detector, spec, class_dependent=class_dependent_keys(cfg, detector))  # type: ignore[arg-type]
 

@@ -102,7 +102,12 @@ class DetSample:
         meta: :class:`ImageMeta`.
         ignore: ``bool [N]``; True for crowd / difficult / ``bboxes_ignore`` boxes, which are neither
             positives nor negatives for the assigners. Defaults to all False.
-        masks: optional ``uint8 [N, H, W]`` (0/1) instance masks aligned with ``image``.
+        masks: optional ``uint8 [N, H, W]`` (0/1) instance masks aligned with ``image``. Records keep the
+            annotation's polygons / RLE until :class:`~lightdet.data.LoadImage` rasterises them, so only the
+            images in flight hold bitmaps; ``uint8`` bitmaps (1 byte per pixel, not float) go through the
+            geometric transforms with the image, exactly and cheaply (no per-transform polygon maths). The
+            model never makes a full-image float copy: mask targets crop each instance to its extent first
+            (:func:`lightdet.models.ops.masks.mask_targets`).
     """
 
     image: Tensor

@@ -5,9 +5,9 @@ from lightdet.checkpoint import PRESETS, compose_model_config, convert, get_pres
 
 def test_known_presets():
     expected = {("torchvision", "fasterrcnn_resnet50_fpn"), ("mmdet", "faster_rcnn_r50_fpn_1x_coco")}
-    assert set(PRESETS) == expected
+    assert expected <= set(PRESETS)
     with pytest.raises(ValueError, match="known: torchvision fasterrcnn_resnet50_fpn"):
-        get_preset("torchvision", "retinanet_resnet50_fpn")
+        get_preset("torchvision", "ssd300_vgg16")
     with pytest.raises(ValueError, match="source"):
         convert("detectron2", "x", {})
 

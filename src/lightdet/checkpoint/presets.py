@@ -88,6 +88,132 @@ PRESETS: dict[tuple[str, str], Preset] = {
     ),
 }
 
+# --- RetinaNet and FCOS ------------------------------------------------------------------------------------
+# torchvision's one-stage models: P6 from P5 with a ReLU before P7, anchors/points placed with its
+# padded_size // feature_size strides, deltas clamped only from above.
+_TV_P3P7 = (
+    "model.backbone.norm=FrozenBN",
+    "model.neck.add_extra_convs=on_output",
+    "model.neck.relu_before_extra_convs=true",
+)
+_TV_RETINA_ANCHORS = "model.bbox_head.anchor_generator"
+# torchvision lists int(size * 2 ** (i / 3)) per level, which shared scales cannot reproduce.
+_TV_RETINA_ANCHOR_NODE = (
+    "{_target_:lightdet.models.SizedAnchorGenerator,strides:[8,16,32,64,128],"
+    "sizes:[[32,40,50],[64,80,101],[128,161,203],[256,322,406],[512,645,812]],ratios:[0.5,1.0,2.0],"
+    "center_offset:0.0,round_base_anchors:true,strides_from_image:true}"
+)
+
+PRESETS.update({
+    ("torchvision", "retinanet_resnet50_fpn"): Preset(
+        source="torchvision",
+        arch="retinanet_resnet50_fpn",
+        model="retinanet",
+        overrides=(
+            *_TV_P3P7,
+            f"~{_TV_RETINA_ANCHORS}",
+            f"+{_TV_RETINA_ANCHORS}={_TV_RETINA_ANCHOR_NODE}",
+            "model.bbox_head.box_coder.clamp_both_sides=false",
+            "model.bbox_head.max_per_img=300",
+        ),
+        num_classes=90,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_torchvision.convert_retinanet(state, coco80=coco80),
+    ),
+    ("torchvision", "fcos_resnet50_fpn"): Preset(
+        source="torchvision",
+        arch="fcos_resnet50_fpn",
+        model="fcos",
+        overrides=(
+            *_TV_P3P7,
+            "model.backbone.style=pytorch",
+            "model.preprocessor.mean=[123.675,116.28,103.53]",
+            "model.preprocessor.std=[58.395,57.12,57.375]",
+            "model.preprocessor.to_bgr=false",
+            "model.bbox_head.conv_bias=true",
+            "model.bbox_head.point_generator.offset=0.0",
+            "model.bbox_head.point_generator.strides_from_image=true",
+            "model.bbox_head.assigner.center_sampling=true",
+            "model.bbox_head.loss_bbox._target_=lightdet.models.GIoULoss",
+            "model.bbox_head.norm_on_bbox=true",
+            "model.bbox_head.centerness_on_reg=true",
+            "model.bbox_head.learnable_scales=false",
+            "model.bbox_head.centerness_weighted_bbox=false",
+            "model.bbox_head.score_mode=sqrt",
+            "model.bbox_head.score_thr=0.2",
+            "model.bbox_head.nms.iou_threshold=0.6",
+        ),
+        num_classes=90,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_torchvision.convert_fcos(state, coco80=coco80),
+    ),
+    ("mmdet", "retinanet_r50_fpn_1x_coco"): Preset(
+        source="mmdet",
+        arch="retinanet_r50_fpn_1x_coco",
+        model="retinanet",
+        overrides=(),  # conf/model/retinanet.yaml carries MMDetection's defaults
+        num_classes=80,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_mmdet.convert_retinanet(state),
+    ),
+    ("mmdet", "fcos_r50_caffe_fpn_gn-head_1x_coco"): Preset(
+        source="mmdet",
+        arch="fcos_r50_caffe_fpn_gn-head_1x_coco",
+        model="fcos",
+        overrides=(),  # conf/model/fcos.yaml carries MMDetection's defaults
+        num_classes=80,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_mmdet.convert_fcos(state),
+    ),
+})
+
+# --- Mask R-CNN and Cascade (Mask) R-CNN ---------------------------------------------------------------
+# torchvision's mask branch: the box branch's RoIAlign settings (followed by interpolation), soft RoIAlign
+# targets without the half-pixel shift, and its paste geometry (see lightdet.models.ops.masks.paste_regions).
+_TV_MASK_HEAD = (
+    "model.roi_head.mask_head.target_aligned=false",
+    "model.roi_head.mask_head.binarize_targets=false",
+    "model.roi_head.mask_head.paste_mode=torchvision",
+)
+PRESETS.update({
+    ("torchvision", "maskrcnn_resnet50_fpn"): Preset(
+        source="torchvision",
+        arch="maskrcnn_resnet50_fpn",
+        model="mask_rcnn",
+        overrides=(*PRESETS[("torchvision", "fasterrcnn_resnet50_fpn")].overrides, *_TV_MASK_HEAD),
+        num_classes=90,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_torchvision.convert_mask_rcnn(state, coco80=coco80),
+    ),
+    ("mmdet", "mask_rcnn_r50_fpn_1x_coco"): Preset(
+        source="mmdet",
+        arch="mask_rcnn_r50_fpn_1x_coco",
+        model="mask_rcnn",
+        overrides=(),  # conf/model/mask_rcnn.yaml carries MMDetection's defaults
+        num_classes=80,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_mmdet.convert_mask_rcnn(state),
+    ),
+    ("mmdet", "cascade_rcnn_r50_fpn_1x_coco"): Preset(
+        source="mmdet",
+        arch="cascade_rcnn_r50_fpn_1x_coco",
+        model="cascade_rcnn",
+        overrides=(),  # conf/model/cascade_rcnn.yaml carries MMDetection's defaults
+        num_classes=80,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_mmdet.convert_cascade_rcnn(state),
+    ),
+    ("mmdet", "cascade_mask_rcnn_r50_fpn_1x_coco"): Preset(
+        source="mmdet",
+        arch="cascade_mask_rcnn_r50_fpn_1x_coco",
+        model="cascade_mask_rcnn",
+        overrides=(),
+        num_classes=80,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_mmdet.convert_cascade_rcnn(state),
+    ),
+})
+
 
 def get_preset(source: str, arch: str) -> Preset:
     """The preset of ``arch`` from ``source``; raises ``ValueError`` listing the known ones."""

@@ -4,6 +4,11 @@ Examples::
 
     lightdet-data make-shapes --out data/shapes
     lightdet-data make-shapes --out /tmp/shapes --num-train 200 --num-val 50 --seed 3
+    lightdet-data check dataset=coco paths.data_dir=/data          every split of a dataset config
+    lightdet-data check data/my/annotations.json --img-dir data/my/images --classes cat dog
+    lightdet-data browse dataset=voc0712 --out browse/ --num 8      samples after the train pipeline
+    lightdet-data stats dataset=coco model=faster_rcnn --out stats/  box statistics, anchor coverage
+    lightdet-data convert voc2coco VOC2007/ImageSets/Main/test.txt voc07_test.json
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
+from lightdet.cli import data_commands
 from lightdet.data.synthetic import ShapesParams, make_shapes
 
 _SHAPES_HELP = {
@@ -68,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     _add_make_shapes(sub)
+    data_commands.add_check(sub)
+    data_commands.add_browse(sub)
+    data_commands.add_stats(sub)
+    data_commands.add_convert(sub)
     return parser
 
 

@@ -17,8 +17,12 @@ if TYPE_CHECKING:
     from lightdet.data.classes import load_class_names, match_categories
     from lightdet.data.datamodule import DetDataModule
     from lightdet.data.datasets import CocoDataset, shapes_dataset
+    from lightdet.data.datasets.files import dataset_from_file
+    from lightdet.data.datasets.middle import MiddleDataset
+    from lightdet.data.datasets.voc import VOC_CLASSES, VocDataset
+    from lightdet.data.datasets.wrappers import ClassBalancedDataset, ConcatDataset, RepeatDataset
     from lightdet.data.records import ImageRecord, RecordStore, decode_masks
-    from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
+    from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids, repeat_factors
     from lightdet.data.synthetic import SHAPE_CLASSES, ShapesParams, ensure_shapes, make_shapes
     from lightdet.data.transforms import (
         Compose,
@@ -37,6 +41,14 @@ _MODULE_OF = {
     "DetDataModule": "datamodule",
     "CocoDataset": "datasets",
     "shapes_dataset": "datasets",
+    "VOC_CLASSES": "datasets",
+    "ClassBalancedDataset": "datasets",
+    "ConcatDataset": "datasets",
+    "MiddleDataset": "datasets",
+    "RepeatDataset": "datasets",
+    "VocDataset": "datasets",
+    "dataset_from_file": "datasets",
+    "repeat_factors": "samplers",
     "ImageRecord": "records",
     "RecordStore": "records",
     "decode_masks": "records",
@@ -78,6 +90,14 @@ __all__ = [
     "shapes_dataset",
     "ShapesParams",
     "Transform",
+    "VOC_CLASSES",
+    "ClassBalancedDataset",
+    "ConcatDataset",
+    "MiddleDataset",
+    "RepeatDataset",
+    "VocDataset",
+    "dataset_from_file",
+    "repeat_factors",
 ]
 
 

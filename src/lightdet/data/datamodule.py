@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
 from lightdet.structures import DetBatch, DetSample
@@ -30,9 +31,10 @@ class DetDataModule(L.LightningDataModule):
             ``aspect_ratios()``.
         shuffle: shuffle the training set each epoch.
 
-    Distributed training: the training loader's batch sampler is a ``BatchSampler`` subclass built
-    inside ``train_dataloader``, so Lightning's default ``use_distributed_sampler=True`` wraps its
-    index sampler in a ``DistributedSampler`` (seeded, ``set_epoch`` called each epoch). Validation
+    Distributed training: under a multi-process strategy the training index sampler is a
+    ``DistributedSampler`` built here with ``shuffle`` (Lightning's own would always shuffle), seeded
+    like Lightning's (``PL_GLOBAL_SEED``); Lightning keeps it and calls ``set_epoch`` each epoch. With
+    ``group_by_aspect_ratio`` each rank groups its own shard. Validation
     and test loaders are plain and get Lightning's padded ``DistributedSampler``; the evaluator removes
     the repeated images.
     """
@@ -93,16 +95,30 @@ class DetDataModule(L.LightningDataModule):
             )
         return dataset
 
+    def _distributed_sampler(self, dataset: Dataset[DetSample]) -> DistributedSampler[int] | None:
+        """This rank's shard sampler when training runs in several processes, else ``None``."""
+        trainer = self.trainer
+        kwargs = getattr(trainer, "distributed_sampler_kwargs", None) if trainer is not None else None
+        if not kwargs or kwargs.get("num_replicas", 1) <= 1:
+            return None
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return DistributedSampler(dataset, shuffle=self.shuffle, seed=seed, **kwargs)  # type: ignore[arg-type]
+
     def train_dataloader(self) -> DataLoader[DetBatch]:
         dataset = self._require(self.train, "train")
+        distributed = self._distributed_sampler(dataset)
         if not self.group_by_aspect_ratio:
+            if distributed is not None:
+                return self._loader(dataset, batch_size=self.batch_size, sampler=distributed)
             return self._loader(dataset, batch_size=self.batch_size, shuffle=self.shuffle)
         if not hasattr(dataset, "aspect_ratios"):
             raise TypeError(
                 f"DetDataModule: group_by_aspect_ratio needs the train dataset to have aspect_ratios(); "
                 f"{type(dataset).__name__} has not (set group_by_aspect_ratio=false)"
             )
-        sampler = RandomSampler(dataset) if self.shuffle else SequentialSampler(dataset)
+        sampler = distributed
+        if sampler is None:
+            sampler = RandomSampler(dataset) if self.shuffle else SequentialSampler(dataset)
         group_ids = aspect_ratio_group_ids(dataset.aspect_ratios())
         return self._loader(dataset, batch_sampler=GroupedBatchSampler(sampler, group_ids, self.batch_size))
 

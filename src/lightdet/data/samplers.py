@@ -4,6 +4,12 @@
 argument, named ``sampler``. Under DDP, Lightning (``use_distributed_sampler=True``, its default)
 re-creates it around a ``DistributedSampler`` when the DataLoader is built inside a ``*_dataloader``
 hook, as :class:`~lightdet.data.DetDataModule` does; each rank then groups its own shard.
+
+Class-balanced oversampling is therefore not a sampler: an index sampler inside a batch sampler is
+replaced by that ``DistributedSampler`` under DDP, and per-rank repetition would give ranks different
+batch counts. :func:`repeat_factors` computes LVIS's factors and
+:class:`~lightdet.data.ClassBalancedDataset` repeats indices in the dataset itself, which every
+sampler (and the DDP split) then treats as ordinary images.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 from torch.utils.data import BatchSampler, Sampler
 
-__all__ = ["GroupedBatchSampler", "aspect_ratio_group_ids"]
+__all__ = ["GroupedBatchSampler", "aspect_ratio_group_ids", "repeat_factors"]
 
 
 def aspect_ratio_group_ids(
@@ -69,3 +75,33 @@ class GroupedBatchSampler(BatchSampler):
     def __len__(self) -> int:
         n = len(self.sampler)  # type: ignore[arg-type]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+def repeat_factors(class_sets: Sequence[np.ndarray], oversample_thr: float) -> np.ndarray:
+    """LVIS-style class-balanced repeat factors (Gupta et al. 2019), one per image.
+
+    With ``f_c`` the fraction of images that contain class ``c``, the class factor is
+    ``r_c = max(1, sqrt(oversample_thr / f_c))`` and an image's factor is the largest ``r_c`` of its
+    classes (1 for an image without boxes). Classes present in at least ``oversample_thr`` of the
+    images are not oversampled.
+
+    Args:
+        class_sets: per image, the distinct labels of its (non-ignored) boxes, ``int [k_i]``.
+        oversample_thr: the frequency threshold ``t`` in ``(0, 1]``.
+
+    Returns:
+        ``float64 [len(class_sets)]`` factors ``>= 1``.
+    """
+    if not 0.0 < oversample_thr <= 1.0:
+        raise ValueError(f"oversample_thr must be in (0, 1], got {oversample_thr}")
+    n = len(class_sets)
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    flat = np.concatenate([np.unique(np.asarray(c, dtype=np.int64)) for c in class_sets])
+    counts = np.bincount(flat, minlength=1).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        class_factor = np.maximum(1.0, np.sqrt(oversample_thr / (counts / n)))
+    return np.array(
+        [class_factor[np.asarray(c, dtype=np.int64)].max() if len(c) else 1.0 for c in class_sets],
+        dtype=np.float64,
+    )

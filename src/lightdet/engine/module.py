@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -49,6 +49,24 @@ def _optimizer_defaults(factory: Callable[..., Optimizer]) -> tuple[float, float
     return float(keywords["lr"]), decay
 
 
+def freeze_submodules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """Stops the gradients of the submodules ``names`` of ``model`` and puts them in eval mode; returns them.
+
+    Lightning keeps each submodule's mode across validation, so eval mode set here lasts through ``fit``.
+    """
+    frozen = []
+    for name in names:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            parts = ", ".join(n for n, _ in model.named_children())
+            raise ValueError(f"freeze: the detector has no submodule {name!r}; its parts are: {parts}") from None
+        module.requires_grad_(False)
+        module.eval()
+        frozen.append(module)
+    return frozen
+
+
 def _total_loss(losses: Mapping[str, Tensor]) -> Tensor:
     """The sum of the ``loss*`` entries (other entries, e.g. ``acc``, are only logged)."""
     terms = [v for k, v in losses.items() if k.startswith("loss")]
@@ -77,6 +95,9 @@ class DetectionModule(L.LightningModule):
         base_batch_size: the global batch the configured lr was published for.
         batch_size: the per-device training batch size (required by ``auto_scale_lr``).
         print_tables: print the COCO and per-class tables after each evaluation (rank zero).
+        freeze: names of detector submodules (``backbone``, ``neck``, ``rpn_head``, ``backbone.layer1`` ...)
+            whose parameters get no gradient and whose norm layers stay in eval mode, e.g. to fine-tune only
+            the heads; they are left out of the optimizer.
 
     Attributes:
         last_eval: the last validation/test :class:`~lightdet.evaluation.EvalResult` (None before any).
@@ -96,6 +117,7 @@ class DetectionModule(L.LightningModule):
         base_batch_size: int = 16,
         batch_size: int | None = None,
         print_tables: bool = True,
+        freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
         unknown = sorted(set(paramwise or {}) - set(_PARAMWISE_KEYS))
@@ -115,8 +137,16 @@ class DetectionModule(L.LightningModule):
         self.base_batch_size = base_batch_size
         self.batch_size = batch_size
         self.print_tables = print_tables
+        self.frozen = freeze_submodules(detector, freeze)
         self.last_eval: EvalResult | None = None
         self.lightdet_config: dict[str, Any] | None = None
+
+    def train(self, mode: bool = True) -> DetectionModule:
+        """Sets the mode; frozen submodules stay in eval mode (their BatchNorm statistics do not move)."""
+        super().train(mode)
+        for module in self.frozen:
+            module.eval()
+        return self
 
     def forward(self, batch: DetBatch) -> list[Detections]:
         return self.detector.predict(batch)

@@ -4,10 +4,19 @@ Everything a config's ``_target_`` names is importable from here, e.g. ``lightde
 """
 
 from lightdet.models.backbones import ResNet, resnet_out_channels
-from lightdet.models.dense_heads import Proposals, RPNHead
-from lightdet.models.detectors import Detector, TwoStageDetector, to_original
+from lightdet.models.dense_heads import FCOSHead, Proposals, RetinaHead, RPNHead
+from lightdet.models.detectors import Detector, SingleStageDetector, TwoStageDetector, to_original
 from lightdet.models.layers import ConvModule, build_norm
-from lightdet.models.losses import BoundedIoULoss, CrossEntropyLoss, GIoULoss, L1Loss, SmoothL1Loss
+from lightdet.models.losses import (
+    BoundedIoULoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    GHMCLoss,
+    GIoULoss,
+    IoULoss,
+    L1Loss,
+    SmoothL1Loss,
+)
 from lightdet.models.necks import FPN
 from lightdet.models.ops import (
     NMS,
@@ -18,18 +27,41 @@ from lightdet.models.ops import (
     RandomSampler,
     SoftNMS,
 )
+from lightdet.models.ops.fcos_assigner import FCOSAssigner
+from lightdet.models.ops.points import PointGenerator
+from lightdet.models.ops.sized_anchors import SizedAnchorGenerator
 from lightdet.models.preprocessor import DetPreprocessor
-from lightdet.models.roi_heads import BBoxHead, RoIBranch, SampledRoIs, StandardRoIHead
+from lightdet.models.roi_heads import (
+    BBoxHead,
+    CascadeRoIHead,
+    CascadeStage,
+    FCNMaskHead,
+    RoIBranch,
+    SampledRoIs,
+    StandardRoIHead,
+)
 
 __all__ = [
     "AnchorGenerator",
     "BBoxHead",
     "BoundedIoULoss",
+    "CascadeRoIHead",
+    "CascadeStage",
     "ConvModule",
     "CrossEntropyLoss",
     "DeltaXYWHCoder",
     "DetPreprocessor",
+    "FCOSAssigner",
+    "FCOSHead",
+    "FocalLoss",
+    "GHMCLoss",
+    "IoULoss",
+    "PointGenerator",
+    "RetinaHead",
+    "SingleStageDetector",
+    "SizedAnchorGenerator",
     "Detector",
+    "FCNMaskHead",
     "FPN",
     "GIoULoss",
     "L1Loss",

@@ -12,19 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from lightdet.data.classes import ClassesSpec, match_categories
-from lightdet.data.records import ImageRecord, RecordStore
-from lightdet.data.transforms import Compose, LoadImage, Transform
-from lightdet.structures import DetSample
+from lightdet.data.datasets.base import PipelineSpec, RecordDataset
+from lightdet.data.records import ImageRecord
 
 __all__ = ["CocoDataset"]
 
@@ -121,7 +118,7 @@ def _image_sizes(images: list[dict[str, Any]], ann_file: Path) -> np.ndarray:
     return np.array([(img["width"], img["height"]) for img in images], dtype=np.float64).reshape(-1, 2)
 
 
-class CocoDataset(Dataset[DetSample]):
+class CocoDataset(RecordDataset):
     """A COCO json file and its image folder.
 
     Args:
@@ -149,7 +146,7 @@ class CocoDataset(Dataset[DetSample]):
         img_dir: str | PathLike,
         *,
         classes: ClassesSpec | None = None,
-        pipeline: Callable[[Any], DetSample] | Sequence[Transform] | None = None,
+        pipeline: PipelineSpec = None,
         filter_empty: bool = False,
         with_mask: bool = False,
         strict_classes: bool = False,
@@ -168,12 +165,8 @@ class CocoDataset(Dataset[DetSample]):
             strict=strict_classes,
         )
         self.num_classes = len(self.class_names)
-        records = self._parse(data, filter_empty)
-        self._records = RecordStore(records)
-        self._sizes = np.array([(r.width, r.height) for r in records], dtype=np.float64).reshape(-1, 2)
-        if pipeline is None:
-            pipeline = [LoadImage()]
-        self.pipeline = pipeline if callable(pipeline) else Compose(list(pipeline))
+        self.source = str(self.ann_file)
+        self._set_records(self._parse(data, filter_empty), pipeline)
 
     def _parse(self, data: dict[str, Any], filter_empty: bool) -> list[ImageRecord]:
         """Checks the file and builds one record per kept image."""
@@ -255,26 +248,3 @@ class CocoDataset(Dataset[DetSample]):
                 )
             )
         return records
-
-    def get_record(self, index: int) -> ImageRecord:
-        """The parsed annotations of image ``index`` (before the pipeline)."""
-        return self._records[index]
-
-    def aspect_ratios(self) -> np.ndarray:
-        """``float64 [len(self)]``: width / height of every image, from the annotation file."""
-        return self._sizes[:, 0] / self._sizes[:, 1]
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __getitem__(self, index: int) -> DetSample:
-        sample = self.pipeline(self.get_record(index))
-        if not isinstance(sample, DetSample):
-            raise TypeError(
-                f"the pipeline of {self.ann_file} returned {type(sample).__name__}, not a DetSample: does "
-                "it start with lightdet.data.LoadImage?"
-            )
-        return sample
-
-    def __repr__(self) -> str:
-        return f"CocoDataset({str(self.ann_file)!r}, {len(self)} images, classes={self.class_names})"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import torch
 from torch import Tensor, nn
 
+from lightdet.models.ops.masks import boxes_to_original
 from lightdet.models.preprocessor import DetPreprocessor
 from lightdet.structures import DetBatch, Detections, ImageMeta, clip_boxes
 
@@ -39,11 +39,8 @@ def to_original(detections: Detections, meta: ImageMeta) -> Detections:
     """Maps detections from the model input (``meta.img_size``) to the original image (``meta.ori_size``).
 
     Undoes a horizontal flip, divides by ``meta.scale_factor`` per axis and clips to the original size.
+    Masks, if any, must already be at ``meta.ori_size`` (mask heads paste them there directly, see
+    :func:`lightdet.models.ops.masks.paste_in_original`); they are passed through.
     """
-    boxes = detections.boxes
-    if meta.flip:
-        w = meta.img_size[1]
-        boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
-    sx, sy = meta.scale_factor
-    boxes = clip_boxes(boxes / boxes.new_tensor([sx, sy, sx, sy]), meta.ori_size)
+    boxes = clip_boxes(boxes_to_original(detections.boxes, meta), meta.ori_size)
     return Detections(boxes=boxes, scores=detections.scores, labels=detections.labels, masks=detections.masks)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from lightdet.models.dense_heads.rpn_head import Proposals, RPNHead
 from lightdet.models.detectors.base import Detector, to_original
 from lightdet.models.preprocessor import DetPreprocessor
+from lightdet.models.roi_heads.cascade_roi_head import CascadeRoIHead
 from lightdet.models.roi_heads.standard_roi_head import StandardRoIHead
 from lightdet.structures import DetBatch, Detections
 
@@ -19,10 +20,12 @@ class TwoStageDetector(Detector):
         backbone: ``[B, 3, H, W] -> list of feature maps`` (e.g. :class:`~lightdet.models.ResNet`).
         neck: feature maps -> pyramid (e.g. :class:`~lightdet.models.FPN`); ``None`` uses the backbone's maps.
         rpn_head: proposes boxes from the pyramid.
-        roi_head: classifies and refines the proposals.
+        roi_head: classifies and refines the proposals (:class:`StandardRoIHead`, optionally with a mask head,
+            or :class:`CascadeRoIHead`); with a mask branch ``Detections.masks`` are ``bool [N, *ori_size]``.
         preprocessor: ``uint8`` batch -> normalised float tensor.
 
-    Loss keys: ``loss_rpn_cls``, ``loss_rpn_bbox`` and the RoI head's (``loss_cls``, ``loss_bbox``, ``acc``).
+    Loss keys: ``loss_rpn_cls``, ``loss_rpn_bbox`` and the RoI head's (``loss_cls``, ``loss_bbox``, ``acc``,
+    ``loss_mask``; a cascade suffixes them with its stage, ``loss_cls_s0`` ...).
     """
 
     def __init__(
@@ -30,7 +33,7 @@ class TwoStageDetector(Detector):
         backbone: nn.Module,
         neck: nn.Module | None,
         rpn_head: RPNHead,
-        roi_head: StandardRoIHead,
+        roi_head: StandardRoIHead | CascadeRoIHead,
         preprocessor: DetPreprocessor,
     ) -> None:
         super().__init__(preprocessor)

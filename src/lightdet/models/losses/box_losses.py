@@ -132,3 +132,48 @@ class BoundedIoULoss(_BoxLoss):
         loss_wh = 1 - torch.minimum(target_wh / (pred_wh + self.eps), pred_wh / (target_wh + self.eps))
         loss = torch.cat([loss_xy, loss_wh], dim=-1)  # [N, 4]: x, y, w, h
         return torch.where(loss < self.beta, 0.5 * loss * loss / self.beta, loss - 0.5 * self.beta)
+
+
+def aligned_box_iou(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """IoU of matching rows: ``[N, 4]`` x ``[N, 4]`` (xyxy) -> ``[N]`` (``eps`` guards an empty union)."""
+    lt = torch.maximum(pred[:, :2], target[:, :2])
+    rb = torch.minimum(pred[:, 2:], target[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_p = (pred[:, 2:] - pred[:, :2]).clamp(min=0).prod(-1)
+    area_t = (target[:, 2:] - target[:, :2]).clamp(min=0).prod(-1)
+    return inter / (area_p + area_t - inter).clamp(min=eps)
+
+
+class IoULoss(_BoxLoss):
+    """IoU loss per box, ``[N]``; takes decoded boxes (FCOS, as MMDetection's ``IoULoss``).
+
+    ``mode``: ``"log"`` gives ``-log(max(IoU, eps))`` (UnitBox, MMDetection's default), ``"linear"``
+    ``1 - IoU``, ``"square"`` ``1 - IoU^2``. A per-coordinate weight ``[N, 4]`` is averaged to ``[N]``.
+    """
+
+    target_space = "boxes"
+    MODES = ("log", "linear", "square")
+
+    def __init__(
+        self, mode: str = "log", eps: float = 1e-6, *, loss_weight: float = 1.0, reduction: str = "mean"
+    ) -> None:
+        super().__init__(loss_weight=loss_weight, reduction=reduction)
+        if mode not in self.MODES:
+            raise ValueError(f"IoULoss: mode must be one of {self.MODES}, got {mode!r}")
+        self.mode, self.eps = mode, eps
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, eps={self.eps}, {super().extra_repr()}"
+
+    def elementwise(self, pred: Tensor, target: Tensor) -> Tensor:
+        iou = aligned_box_iou(pred, target, self.eps)
+        if self.mode == "log":
+            return -iou.clamp(min=self.eps).log()
+        return 1 - iou if self.mode == "linear" else 1 - iou * iou
+
+    def forward(
+        self, pred: Tensor, target: Tensor, weight: Tensor | None = None, avg_factor: float | None = None
+    ) -> Tensor:
+        if weight is not None and weight.dim() == 2:
+            weight = weight.mean(-1)
+        return super().forward(pred, target, weight, avg_factor)

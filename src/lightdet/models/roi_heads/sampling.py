@@ -9,6 +9,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from lightdet.models.ops.assigner import MaxIoUAssigner
+from lightdet.models.ops.sampler import RandomSampler
 from lightdet.structures import DetBatch, Detections
 
 
@@ -23,6 +25,8 @@ class SampledRoIs:
         gt_index: ``int64 [S]`` index of the matched box in the image's ``DetBatch`` lists (``boxes``,
             ``labels``, ``masks``), ``-1`` for negatives.
         num_pos: number of positives (the first ``num_pos`` rows).
+        is_gt: optional ``bool [S]``, True for RoIs that are ground-truth boxes added as proposals (a cascade
+            does not pass those on as refined proposals to its next stage).
     """
 
     boxes: Tensor
@@ -30,6 +34,43 @@ class SampledRoIs:
     gt_boxes: Tensor
     gt_index: Tensor
     num_pos: int
+    is_gt: Tensor | None = None
+
+
+@torch.no_grad()
+def sample_rois(
+    proposals: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_ignore: Tensor,
+    *,
+    assigner: MaxIoUAssigner,
+    sampler: RandomSampler,
+    num_classes: int,
+    add_gt_as_proposals: bool = True,
+) -> SampledRoIs:
+    """Assigns and samples one image's proposals ``[P, 4]`` against its ground truth ``[G, 4]``.
+
+    Ignored ground truth is no target; RoIs lying mostly inside it are neither positive nor negative.
+    """
+    kept = torch.nonzero(~gt_ignore).squeeze(1)
+    real = gt_boxes[kept]
+    is_gt = torch.zeros(proposals.shape[0], dtype=torch.bool, device=proposals.device)
+    if add_gt_as_proposals:
+        proposals = torch.cat([real, proposals])
+        is_gt = torch.cat([torch.ones(real.shape[0], dtype=torch.bool, device=is_gt.device), is_gt])
+    result = assigner.assign(proposals, real, gt_boxes[gt_ignore])
+    pos, neg = sampler.sample(result.gt_index)
+    matched = result.gt_index[pos]
+    order = torch.cat([pos, neg])
+    boxes = proposals[order]
+    labels = torch.full((boxes.shape[0],), num_classes, dtype=torch.int64, device=boxes.device)
+    labels[: pos.numel()] = gt_labels[kept][matched]
+    matched_boxes = boxes.new_zeros(boxes.shape)
+    matched_boxes[: pos.numel()] = real[matched]
+    gt_index = torch.full_like(labels, -1)
+    gt_index[: pos.numel()] = kept[matched]
+    return SampledRoIs(boxes, labels, matched_boxes, gt_index, int(pos.numel()), is_gt[order])
 
 
 def rois_from_boxes(boxes: Sequence[Tensor]) -> Tensor:

@@ -13,7 +13,7 @@ from lightdet.models.ops.nms import NMS, SoftNMS
 from lightdet.models.ops.roi_extractor import MultiLevelRoIAlign
 from lightdet.models.ops.sampler import RandomSampler
 from lightdet.models.roi_heads.bbox_head import BBoxHead
-from lightdet.models.roi_heads.sampling import RoIBranch, SampledRoIs, rois_from_boxes
+from lightdet.models.roi_heads.sampling import RoIBranch, SampledRoIs, rois_from_boxes, sample_rois
 from lightdet.structures import DetBatch, Detections
 
 
@@ -64,26 +64,14 @@ class StandardRoIHead(nn.Module):
     def num_classes(self) -> int:
         return self.bbox_head.num_classes
 
-    @torch.no_grad()
     def sample(
         self, proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, gt_ignore: Tensor
     ) -> SampledRoIs:
         """Assigns and samples one image's proposals ``[P, 4]`` against its ground truth ``[G, 4]``."""
-        kept = torch.nonzero(~gt_ignore).squeeze(1)
-        real = gt_boxes[kept]
-        if self.add_gt_as_proposals:
-            proposals = torch.cat([real, proposals])
-        result = self.assigner.assign(proposals, real, gt_boxes[gt_ignore])
-        pos, neg = self.sampler.sample(result.gt_index)
-        matched = result.gt_index[pos]
-        boxes = torch.cat([proposals[pos], proposals[neg]])
-        labels = torch.full((boxes.shape[0],), self.num_classes, dtype=torch.int64, device=boxes.device)
-        labels[: pos.numel()] = gt_labels[kept][matched]
-        matched_boxes = boxes.new_zeros(boxes.shape)
-        matched_boxes[: pos.numel()] = real[matched]
-        gt_index = torch.full_like(labels, -1)
-        gt_index[: pos.numel()] = kept[matched]
-        return SampledRoIs(boxes, labels, matched_boxes, gt_index, int(pos.numel()))
+        return sample_rois(
+            proposals, gt_boxes, gt_labels, gt_ignore, assigner=self.assigner, sampler=self.sampler,
+            num_classes=self.num_classes, add_gt_as_proposals=self.add_gt_as_proposals,
+        )
 
     def loss(
         self, feats: Sequence[Tensor], proposals: Sequence[Tensor], batch: DetBatch
@@ -122,11 +110,28 @@ class StandardRoIHead(nn.Module):
 
     def postprocess(self, boxes: Tensor, scores: Tensor) -> Detections:
         """Per-class boxes ``[R, K, 4]``, scores ``[R, K]`` -> thresholded, suppressed, top-N detections."""
-        labels = torch.arange(self.num_classes, device=scores.device).expand_as(scores)
-        boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
-        valid = scores > self.score_thr
-        if self.min_box_size is not None:
-            valid &= large_box_mask(boxes, self.min_box_size)
-        boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
-        keep, kept_scores = self.nms(boxes, scores, labels, self.max_per_img)
-        return Detections(boxes=boxes[keep].float(), scores=kept_scores.float(), labels=labels[keep])
+        return postprocess_detections(
+            boxes, scores, score_thr=self.score_thr, nms=self.nms, max_per_img=self.max_per_img,
+            min_box_size=self.min_box_size,
+        )
+
+
+def postprocess_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    *,
+    score_thr: float,
+    nms: NMS | SoftNMS,
+    max_per_img: int,
+    min_box_size: float | None = None,
+) -> Detections:
+    """Per-class boxes ``[R, K, 4]``, scores ``[R, K]`` -> detections above ``score_thr`` (and larger than
+    ``min_box_size`` when given), suppressed class-wise by ``nms``, the best ``max_per_img`` kept."""
+    labels = torch.arange(scores.shape[1], device=scores.device).expand_as(scores)
+    boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
+    valid = scores > score_thr
+    if min_box_size is not None:
+        valid &= large_box_mask(boxes, min_box_size)
+    boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
+    keep, kept_scores = nms(boxes, scores, labels, max_per_img)
+    return Detections(boxes=boxes[keep].float(), scores=kept_scores.float(), labels=labels[keep])

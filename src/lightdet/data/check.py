@@ -1,0 +1,291 @@
+"""``lightdet-data check``: a dataset doctor that reads annotation files and reports what would go wrong.
+
+Every supported format is first turned into a COCO-style dict that keeps the file's raw values (no
+clipping, no dropping), then one set of checks runs on it. Findings are :class:`Issue` objects with
+a severity: ``error`` (loading fails or training silently learns the wrong thing), ``warning`` (the
+loader repairs it, e.g. clips or drops a box, or a heuristic suspects a mistake) or ``info``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from lightdet.data.classes import ClassesSpec, load_class_names
+from lightdet.data.datasets.files import detect_format
+from lightdet.data.datasets.middle import read_middle
+from lightdet.data.datasets.voc import VOC_CLASSES, read_voc_split
+
+__all__ = ["Issue", "SplitReport", "check_annotation_file", "check_coco_dict", "load_as_coco"]
+
+Severity = Literal["error", "warning", "info"]
+_EXAMPLES = 5
+_SLACK = 1.0  # pixels a box may pass the image border before it counts as outside
+
+
+@dataclass
+class Issue:
+    """One kind of defect: ``code`` (stable, for scripts), a message, how often, and a few examples."""
+
+    severity: Severity
+    code: str
+    message: str
+    count: int = 1
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SplitReport:
+    """The findings for one annotation file (one split)."""
+
+    split: str
+    source: str
+    num_images: int = 0
+    num_boxes: int = 0
+    instances: dict[str, int] = field(default_factory=dict)
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for i in self.issues if i.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for i in self.issues if i.severity == "warning")
+
+    def add(self, severity: Severity, code: str, message: str, examples: Sequence[str] = (), count: int = 1) -> None:
+        self.issues.append(Issue(severity, code, message, count, list(examples)[:_EXAMPLES]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "errors": self.errors, "warnings": self.warnings}
+
+
+def _voc_as_coco(split_file: Path, root: Path | None, classes: list[str]) -> tuple[dict[str, Any], str]:
+    image_ids, anns = read_voc_split(split_file, root)
+    names = list(classes) + sorted({n for a in anns for n in a.names} - set(classes))
+    images, annotations = [], []
+    for image_id, a in zip(image_ids, anns):
+        images.append({"id": image_id, "file_name": a.filename, "width": a.width, "height": a.height})
+        for name, (x1, y1, x2, y2), diff in zip(a.names, a.boxes.tolist(), a.difficult.tolist()):
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": names.index(name) + 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": int(diff)})
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    return {"images": images, "annotations": annotations, "categories": cats}, "xyxy"
+
+
+def _middle_as_coco(path: Path, classes: list[str] | None) -> tuple[dict[str, Any], str]:
+    file_classes, records = read_middle(path)
+    names = file_classes or classes or []
+    images, annotations = [], []
+    for m in records:
+        images.append({"id": m.image_id, "file_name": m.filename, "width": m.width, "height": m.height})
+        boxes = [*zip(m.bboxes.tolist(), m.labels.tolist(), [0] * len(m.labels))]
+        boxes += zip(m.bboxes_ignore.tolist(), m.labels_ignore.tolist(), [1] * len(m.labels_ignore))
+        for (x1, y1, x2, y2), label, crowd in boxes:
+            annotations.append({"id": len(annotations) + 1, "image_id": m.image_id, "category_id": label + 1,
+                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": crowd})
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    return {"images": images, "annotations": annotations, "categories": cats}, "xyxy"
+
+
+def load_as_coco(
+    ann_file: str | PathLike, img_dir: str | PathLike | None = None, classes: list[str] | None = None
+) -> tuple[dict[str, Any], str, Path]:
+    """Reads any supported file as a raw COCO dict.
+
+    Returns:
+        ``(coco, box_format, image_folder)``; ``box_format`` is how the file writes boxes (``xywh`` for
+        COCO, ``xyxy`` for VOC / middle), which the box-format heuristic needs.
+    """
+    path = Path(ann_file)
+    fmt = detect_format(path)
+    if fmt == "voc":
+        root = Path(img_dir) if img_dir is not None else path.parents[2]
+        coco, box_format = _voc_as_coco(path, root, classes or list(VOC_CLASSES))
+        return coco, box_format, root / "JPEGImages"
+    folder = Path(img_dir) if img_dir is not None else path.parent
+    if fmt == "middle":
+        return (*_middle_as_coco(path, classes), folder)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "images" not in data:
+        raise ValueError(f"{path}: not a COCO annotation file (no top-level `images`)")
+    return data, "xywh", folder
+
+
+def _check_images(report: SplitReport, images: list[dict[str, Any]], folder: Path | None) -> None:
+    counts = Counter(int(img.get("id", -1)) for img in images)
+    dupes = [str(i) for i, c in counts.items() if c > 1]
+    if dupes:
+        report.add("error", "duplicate_image_id", f"{len(dupes)} image id(s) are used by more than one image",
+                   [f"image id {d}" for d in dupes], len(dupes))
+    if folder is None:
+        report.add("info", "images_not_checked", "no image folder given: image files were not checked")
+        return
+    missing, unreadable, wrong_size = [], [], []
+    for img in images:
+        path = folder / str(img.get("file_name", ""))
+        if not path.is_file():
+            missing.append(f"image {img.get('id')}: {path}")
+            continue
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except OSError as err:
+            unreadable.append(f"image {img.get('id')}: {path} ({err})")
+            continue
+        if size != (img.get("width"), img.get("height")):
+            wrong_size.append(f"image {img.get('id')}: {path} is {size[0]}x{size[1]} (WxH), the file says "
+                              f"{img.get('width')}x{img.get('height')}")
+    for code, found, what in (("missing_image", missing, "image files are missing"),
+                              ("unreadable_image", unreadable, "image files cannot be read"),
+                              ("image_size_mismatch", wrong_size, "images differ in size from the annotation file")):
+        if found:
+            report.add("error", code, f"{len(found)} {what}", found, len(found))
+
+
+def _references(report: SplitReport, coco: dict[str, Any], anns: list[dict[str, Any]]) -> np.ndarray:
+    """Flags annotations naming an unknown image or category; returns ``bool [M]`` of the valid ones."""
+    image_ids = {int(img.get("id", -1)) for img in coco["images"]}
+    cat_ids = {int(c["id"]) for c in coco.get("categories", [])}
+    bad_img = [a for a in anns if int(a["image_id"]) not in image_ids]
+    bad_cat = [a for a in anns if int(a["category_id"]) not in cat_ids]
+    if bad_img:
+        report.add("error", "unknown_image_id", f"{len(bad_img)} annotation(s) refer to an image id not in `images`",
+                   [f"annotation {a.get('id')}: image_id {a['image_id']}" for a in bad_img], len(bad_img))
+    if bad_cat:
+        report.add("error", "unknown_category_id",
+                   f"{len(bad_cat)} annotation(s) have a category_id that is not in `categories` "
+                   f"(ids {sorted(cat_ids)})",
+                   [f"annotation {a.get('id')} (image {a['image_id']}): category_id {a['category_id']}"
+                    for a in bad_cat], len(bad_cat))
+    return np.array([int(a["image_id"]) in image_ids for a in anns], dtype=bool)
+
+
+def _check_boxes(report: SplitReport, coco: dict[str, Any], anns: list[dict[str, Any]], box_format: str) -> None:
+    """Zero-size boxes, boxes outside their image, and boxes that look like the other convention."""
+    valid = _references(report, coco, anns)
+    anns = [a for a, ok in zip(anns, valid) if ok]
+    if not anns:
+        return
+    size_of = {int(img["id"]): (img["width"], img["height"]) for img in coco["images"]}
+    raw = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)  # as COCO xywh
+    wh = np.array([size_of[int(a["image_id"])] for a in anns], dtype=np.float64)
+    if box_format == "xyxy":  # the file's own numbers, and their reading as x, y, w, h
+        given = np.concatenate((raw[:, :2], raw[:, :2] + raw[:, 2:]), axis=1)
+        other = np.concatenate((given[:, :2], given[:, :2] + given[:, 2:]), axis=1)
+    else:
+        given = np.concatenate((raw[:, :2], raw[:, :2] + raw[:, 2:]), axis=1)
+        other = raw
+    zero = (given[:, 2] <= given[:, 0]) | (given[:, 3] <= given[:, 1])
+    outside = ~zero & ((given[:, :2] < -_SLACK).any(axis=1) | (given[:, 2:] > wh + _SLACK).any(axis=1))
+    other_ok = (other[:, 2] > other[:, 0]) & (other[:, 3] > other[:, 1]) & (other[:, :2] >= -_SLACK).all(axis=1) \
+        & (other[:, 2:] <= wh + _SLACK).all(axis=1)
+    swapped = (zero | outside) & other_ok
+
+    def examples(mask: np.ndarray) -> list[str]:
+        return [f"annotation {anns[i].get('id')} (image {anns[i]['image_id']}): bbox {anns[i]['bbox']} in a "
+                f"{int(wh[i, 0])}x{int(wh[i, 1])} image" for i in np.flatnonzero(mask)[:_EXAMPLES]]
+
+    if zero.any():
+        report.add("warning", "zero_size_box", f"{int(zero.sum())} box(es) have zero or negative width/height "
+                   "(dropped when loading; they give NaN losses elsewhere)", examples(zero), int(zero.sum()))
+    if outside.any():
+        report.add("warning", "box_outside_image", f"{int(outside.sum())} box(es) extend beyond their image "
+                   "(clipped when loading)", examples(outside), int(outside.sum()))
+    if swapped.any():
+        expected, other_name = ("x1, y1, x2, y2", "x, y, w, h") if box_format == "xyxy" else ("x, y, w, h", "x1, y1, x2, y2")
+        share = float(swapped.mean())
+        report.add("error" if share > 0.5 else "warning", "box_format_suspect",
+                   f"{int(swapped.sum())} box(es) ({share:.0%}) are invalid as {expected} (this format's convention) "
+                   f"but fit the image when read as {other_name}: were they written in the other convention? "
+                   "(a common cause of AP = 0)", examples(swapped), int(swapped.sum()))
+
+
+def _check_classes(report: SplitReport, coco: dict[str, Any], classes: list[str] | None) -> None:
+    cats = sorted(coco.get("categories", []), key=lambda c: int(c["id"]))
+    names = [str(c["name"]) for c in cats]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        report.add("error", "duplicate_category_name", f"category name(s) {dupes} appear under several ids")
+    if not names:
+        report.add("error", "no_categories", "the file defines no categories")
+    if classes is None:
+        return
+    missing = [c for c in classes if c not in names]
+    if missing:
+        report.add("error", "class_not_in_file", f"configured class(es) {missing} are not categories of the file; "
+                   f"the file has, in id order: {names}", count=len(missing))
+    extra = [n for n in names if n not in classes]
+    if extra:
+        report.add("info", "categories_not_configured", f"{len(extra)} categories of the file are not configured "
+                   f"and are dropped when loading: {extra}", count=len(extra))
+    if not missing and not extra and names != classes:
+        report.add("warning", "class_order_differs", "the configured classes are the file's categories in another "
+                   f"order; labels follow the configured order {classes} (the file's is {names}); a checkpoint "
+                   "trained with the other order predicts the wrong names")
+
+
+def _count_instances(report: SplitReport, coco: dict[str, Any], classes: list[str] | None) -> None:
+    name_of = {int(c["id"]): str(c["name"]) for c in coco.get("categories", [])}
+    anns = coco.get("annotations", [])
+    counts = Counter(name_of.get(int(a["category_id"]), f"<unknown id {a['category_id']}>")
+                     for a in anns if not a.get("iscrowd", 0))
+    order = list(classes or []) + [n for n in name_of.values() if n not in (classes or [])]
+    report.instances = {n: counts.get(n, 0) for n in order} | {n: c for n, c in counts.items() if n not in order}
+    report.num_images, report.num_boxes = len(coco["images"]), len(anns)
+    ignored = sum(1 for a in anns if a.get("iscrowd", 0))
+    if ignored:
+        report.add("info", "ignored_boxes", f"{ignored} crowd/difficult/ignore box(es) are neither positives nor "
+                   "negatives", count=ignored)
+    empty = [c for c in (classes or []) if counts.get(c, 0) == 0]
+    if empty:
+        report.add("warning", "class_without_instances", f"configured class(es) {empty} have no boxes in this split",
+                   count=len(empty))
+    with_boxes = {int(a["image_id"]) for a in anns}
+    no_boxes = sum(1 for img in coco["images"] if int(img.get("id", -1)) not in with_boxes)
+    if no_boxes:
+        report.add("info", "images_without_boxes", f"{no_boxes} image(s) have no boxes", count=no_boxes)
+
+
+def check_coco_dict(
+    coco: Mapping[str, Any], *, source: str, split: str = "", img_dir: str | PathLike | None = None,
+    classes: Sequence[str] | None = None, box_format: str = "xywh",
+) -> SplitReport:
+    """Runs every check on a raw COCO-style dict (see :func:`load_as_coco` for other formats)."""
+    report = SplitReport(split=split, source=source)
+    coco = dict(coco)
+    anns = list(coco.get("annotations", []))
+    bad = next((a for a in anns if not {"image_id", "category_id", "bbox"} <= set(a) or len(a["bbox"]) != 4), None)
+    if bad is not None:
+        report.add("error", "malformed_annotation", "an annotation lacks image_id/category_id or a 4-number bbox",
+                   [str(bad)[:200]])
+        return report
+    _check_images(report, list(coco.get("images", [])), Path(img_dir) if img_dir is not None else None)
+    _check_classes(report, coco, list(classes) if classes is not None else None)
+    _check_boxes(report, coco, anns, box_format)
+    _count_instances(report, coco, list(classes) if classes is not None else None)
+    return report
+
+
+def check_annotation_file(
+    ann_file: str | PathLike, img_dir: str | PathLike | None = None, *, classes: ClassesSpec | None = None,
+    split: str = "",
+) -> SplitReport:
+    """Checks one annotation file of any supported format; a file that cannot be parsed is one error."""
+    names = load_class_names(classes) if classes is not None else None
+    try:
+        coco, box_format, folder = load_as_coco(ann_file, img_dir, names)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        report = SplitReport(split=split, source=str(ann_file))
+        report.add("error", "unreadable_annotations", f"cannot read the annotation file: {err}")
+        return report
+    return check_coco_dict(coco, source=str(ann_file), split=split, img_dir=folder, classes=names,
+                           box_format=box_format)

@@ -1,0 +1,230 @@
+"""Offline converters to COCO json (``lightdet-data convert ...``) and from COCO to the middle format.
+
+Every converter returns the written dict and writes it to ``dst`` (parent folders created). Output
+boxes are COCO ``xywh``; boxes to be ignored (VOC ``difficult``, middle ``bboxes_ignore``) become
+``iscrowd: 1``, which :class:`~lightdet.data.CocoDataset` reads back as ``ignore`` boxes. Category ids
+are ``1..K`` in class order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lightdet.data.classes import ClassesSpec, load_class_names
+from lightdet.data.datasets.middle import read_middle
+from lightdet.data.datasets.voc import VOC_CLASSES, read_voc_split
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "coco_to_middle",
+    "images_to_coco",
+    "middle_to_coco",
+    "voc_to_coco",
+    "yolo_to_coco",
+]
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _write(dst: str | PathLike, data: Any) -> Any:
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(data), encoding="utf-8")
+    return data
+
+
+def _categories(names: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+
+
+def _polygon_area(segmentation: Any, fallback: float) -> float:
+    """Shoelace area of a polygon list (COCO's ``area`` of a polygon); ``fallback`` for RLE or none."""
+    if not isinstance(segmentation, list) or not segmentation:
+        return fallback
+    total = 0.0
+    for poly in segmentation:
+        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
+        total += 0.5 * abs(float(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1))))
+    return total
+
+
+def _annotation(ann_id: int, image_id: int, cat_id: int, xyxy: Sequence[float], crowd: bool,
+                segmentation: Any = None) -> dict[str, Any]:
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    # rounded to 1e-6 px: undoes the float noise of an xywh -> xyxy -> xywh round trip
+    xywh = [round(v, 6) for v in (x1, y1, x2 - x1, y2 - y1)]
+    ann = {"id": ann_id, "image_id": image_id, "category_id": cat_id, "bbox": xywh,
+           "area": _polygon_area(segmentation, (x2 - x1) * (y2 - y1)), "iscrowd": int(crowd)}
+    if segmentation is not None:
+        ann["segmentation"] = segmentation
+    return ann
+
+
+def voc_to_coco(
+    split_file: str | PathLike, dst: str | PathLike, *, classes: ClassesSpec = VOC_CLASSES,
+    root: str | PathLike | None = None, img_root: str | PathLike | None = None,
+) -> dict[str, Any]:
+    """One VOC split list (``VOC2007/ImageSets/Main/test.txt``) -> COCO json.
+
+    Args:
+        split_file: the split list; ``root`` (the year folder) defaults to its ``../../..``.
+        classes: the category names, in id order (default the 20 VOC classes).
+        img_root: ``file_name`` is relative to it (default ``root/JPEGImages``).
+
+    Raises:
+        ValueError: naming the XML file when an object's class is not in ``classes``.
+    """
+    root = Path(root) if root is not None else Path(split_file).parents[2]
+    names = load_class_names(classes)
+    image_ids, anns = read_voc_split(split_file, root)
+    img_root = Path(img_root) if img_root is not None else root / "JPEGImages"
+    images, annotations = [], []
+    for image_id, a in zip(image_ids, anns):
+        file_name = os.path.relpath(root / "JPEGImages" / a.filename, img_root)
+        images.append({"id": image_id, "file_name": file_name, "width": a.width, "height": a.height})
+        for name, box, difficult in zip(a.names, a.boxes.tolist(), a.difficult.tolist()):
+            if name not in names:
+                raise ValueError(f"{root / 'Annotations' / (a.name + '.xml')}: object class {name!r} is not "
+                                 f"among the classes {names}; pass --classes with every class")
+            annotations.append(_annotation(len(annotations) + 1, image_id, names.index(name) + 1, box, difficult))
+    return _write(dst, {"images": images, "annotations": annotations, "categories": _categories(names)})
+
+
+def middle_to_coco(src: str | PathLike, dst: str | PathLike, *, classes: ClassesSpec | None = None) -> dict[str, Any]:
+    """A middle-format JSON file -> COCO json (``bboxes_ignore`` as ``iscrowd: 1``).
+
+    Args:
+        classes: required when the file is a bare list of records (its labels index them); otherwise
+            it must be None or equal the file's classes.
+    """
+    file_classes, records = read_middle(src)
+    if file_classes is None and classes is None:
+        raise ValueError(f"{src}: a bare list of records has no class names; pass --classes")
+    names = file_classes if file_classes is not None else load_class_names(classes)  # type: ignore[arg-type]
+    if classes is not None and file_classes is not None and load_class_names(classes) != file_classes:
+        raise ValueError(f"{src}: the file's classes {file_classes} differ from --classes {load_class_names(classes)}")
+    images, annotations = [], []
+    for m in records:
+        images.append({"id": m.image_id, "file_name": m.filename, "width": m.width, "height": m.height})
+        segms = m.segmentations or [None] * len(m.bboxes)
+        boxes = [(b, lab, False, s) for b, lab, s in zip(m.bboxes.tolist(), m.labels.tolist(), segms)]
+        boxes += [(b, lab, True, None) for b, lab in zip(m.bboxes_ignore.tolist(), m.labels_ignore.tolist())]
+        for box, label, crowd, segm in boxes:
+            if not 0 <= label < len(names):
+                raise ValueError(f"{src}: image {m.image_id} ({m.filename}) has label {label}, expected "
+                                 f"0..{len(names) - 1} (classes {names})")
+            annotations.append(_annotation(len(annotations) + 1, m.image_id, label + 1, box, crowd, segm))
+    return _write(dst, {"images": images, "annotations": annotations, "categories": _categories(names)})
+
+
+def coco_to_middle(src: str | PathLike, dst: str | PathLike) -> dict[str, Any]:
+    """COCO json -> middle format (classes = category names in id order; crowd -> ``bboxes_ignore``).
+
+    Segmentations of non-crowd annotations are kept as ``ann.segmentations`` when every one has one.
+    """
+    data = json.loads(Path(src).read_text(encoding="utf-8"))
+    cats = sorted(data["categories"], key=lambda c: int(c["id"]))
+    label_of = {int(c["id"]): i for i, c in enumerate(cats)}
+    by_image: dict[int, list[dict[str, Any]]] = {int(img["id"]): [] for img in data["images"]}
+    for a in data.get("annotations", []):
+        if int(a["category_id"]) not in label_of or int(a["image_id"]) not in by_image:
+            raise ValueError(f"{src}: annotation {a.get('id')} refers to category {a['category_id']} / image "
+                             f"{a['image_id']}, which the file does not define")
+        by_image[int(a["image_id"])].append(a)
+    records = []
+    for img in data["images"]:
+        anns = by_image[int(img["id"])]
+        ann: dict[str, Any] = {}
+        for suffix, crowd in (("", False), ("_ignore", True)):
+            sel = [a for a in anns if bool(a.get("iscrowd", 0)) == crowd]
+            ann[f"bboxes{suffix}"] = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in sel)]
+            ann[f"labels{suffix}"] = [label_of[int(a["category_id"])] for a in sel]
+        plain = [a for a in anns if not a.get("iscrowd", 0)]
+        if plain and all(a.get("segmentation") for a in plain):
+            ann["segmentations"] = [a["segmentation"] for a in plain]
+        records.append({"id": img["id"], "filename": img["file_name"], "width": img["width"],
+                        "height": img["height"], "ann": ann})
+    return _write(dst, {"classes": [str(c["name"]) for c in cats], "images": records})
+
+
+def _list_images(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {str(folder)!r} does not exist")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _image_entry(image_id: int, path: Path, folder: Path) -> dict[str, Any]:
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable image ({err})") from err
+    return {"id": image_id, "file_name": path.relative_to(folder).as_posix(), "width": width, "height": height}
+
+
+def images_to_coco(
+    img_dir: str | PathLike, dst: str | PathLike, *, classes: ClassesSpec | None = None
+) -> dict[str, Any]:
+    """Every image under ``img_dir`` (recursively, sorted) -> a COCO json without annotations.
+
+    For inference or pseudo-labelling; ``categories`` come from ``classes`` (empty without).
+    """
+    folder = Path(img_dir)
+    images = [_image_entry(i + 1, p, folder) for i, p in enumerate(_list_images(folder))]
+    cats = _categories(load_class_names(classes)) if classes is not None else []
+    return _write(dst, {"images": images, "annotations": [], "categories": cats})
+
+
+def _yolo_boxes(label_file: Path, width: int, height: int, num_classes: int) -> list[tuple[int, list[float]]]:
+    """``class cx cy w h`` lines (normalised) -> ``(label, xyxy pixels)``."""
+    out = []
+    for n, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            label, (cx, cy, w, h) = int(parts[0]), (float(v) for v in parts[1:5])
+        except (ValueError, IndexError):
+            raise ValueError(f"{label_file}:{n}: expected 'class cx cy w h', got {line!r}") from None
+        if len(parts) != 5 or not 0 <= label < num_classes:
+            raise ValueError(f"{label_file}:{n}: expected 'class cx cy w h' with class in 0..{num_classes - 1}, "
+                             f"got {line!r}")
+        out.append((label, [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width,
+                            (cy + h / 2) * height]))
+    return out
+
+
+def yolo_to_coco(
+    img_dir: str | PathLike, dst: str | PathLike, *, classes: ClassesSpec,
+    labels_dir: str | PathLike | None = None,
+) -> dict[str, Any]:
+    """YOLO txt labels -> COCO json.
+
+    Args:
+        img_dir: the images (searched recursively).
+        classes: the class names that YOLO's class indices refer to (a list or ``classes.txt``).
+        labels_dir: the folder of ``<image stem>.txt`` files mirroring ``img_dir``; default: ``img_dir``
+            with a path component ``images`` replaced by ``labels`` (YOLO's layout), else ``img_dir``.
+            An image without a label file has no objects.
+    """
+    folder, names = Path(img_dir), load_class_names(classes)
+    if labels_dir is None:
+        parts = ["labels" if p == "images" else p for p in folder.parts]
+        labels_dir = Path(*parts) if "images" in folder.parts else folder
+    images, annotations = [], []
+    for i, path in enumerate(_list_images(folder)):
+        entry = _image_entry(i + 1, path, folder)
+        images.append(entry)
+        label_file = Path(labels_dir) / path.relative_to(folder).with_suffix(".txt")
+        if label_file.is_file():
+            for label, box in _yolo_boxes(label_file, entry["width"], entry["height"], len(names)):
+                annotations.append(_annotation(len(annotations) + 1, entry["id"], label + 1, box, False))
+    return _write(dst, {"images": images, "annotations": annotations, "categories": _categories(names)})

@@ -1,0 +1,206 @@
+"""The middle format (MMDetection's custom-dataset format) read from JSON.
+
+A file holds the class names and one record per image; boxes are ``xyxy`` in pixels and labels
+index ``classes``::
+
+    {"classes": ["cat", "dog"],
+     "images": [
+       {"filename": "a.jpg", "width": 640, "height": 480, "id": 7,
+        "ann": {"bboxes": [[10, 20, 110, 220]], "labels": [0],
+                "bboxes_ignore": [[0, 0, 5, 5]], "labels_ignore": [1],
+                "segmentations": [[[10, 20, 110, 20, 110, 220]]]}}]}
+
+``id`` (default: the record's position), ``bboxes_ignore`` / ``labels_ignore`` and ``segmentations``
+(COCO polygons or RLE, one per box of ``bboxes``) are optional. A bare list of records (no
+``classes``) is accepted too; its labels then index the configured ``classes``. The file is parsed as
+JSON only, so loading it cannot run code (unlike the seed's pickle files).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightdet.data.classes import ClassesSpec, load_class_names, match_categories
+from lightdet.data.datasets.base import PipelineSpec, RecordDataset
+from lightdet.data.records import ImageRecord
+
+__all__ = ["MiddleDataset", "MiddleImage", "read_middle"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MiddleImage:
+    """One validated record of a middle-format file (``N`` boxes, then ``M`` ignored boxes)."""
+
+    image_id: int
+    filename: str
+    width: int
+    height: int
+    bboxes: np.ndarray  # float64 [N, 4] xyxy
+    labels: np.ndarray  # int64 [N]
+    bboxes_ignore: np.ndarray  # float64 [M, 4] xyxy
+    labels_ignore: np.ndarray  # int64 [M]
+    segmentations: list[Any] | None  # [N] or None
+
+
+def _array(ann: dict[str, Any], key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    value = ann.get(key, [])
+    try:
+        arr = np.asarray(value, dtype=np.float64 if len(shape) == 2 else np.int64)
+        return arr.reshape(shape) if arr.size == 0 else arr
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: `ann.{key}` must be numbers, got {value!r:.80}") from err
+
+
+def _check_shape(arr: np.ndarray, key: str, dim: int, where: str) -> None:
+    ok = arr.ndim == 2 and arr.shape[1] == 4 if dim == 2 else arr.ndim == 1
+    if not ok:
+        expected = "[n, 4] (x1, y1, x2, y2 per box)" if dim == 2 else "[n] (one class index per box)"
+        raise ValueError(f"{where}: `ann.{key}` has shape {list(arr.shape)}, expected {expected}")
+
+
+def _parse_record(item: Any, index: int, path: Path) -> MiddleImage:
+    where = f"{path}: record {index}"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected an object with filename/width/height/ann, got {type(item).__name__}")
+    missing = [k for k in ("filename", "width", "height") if k not in item]
+    if missing:
+        raise ValueError(f"{where}: missing key(s) {missing} (expected filename, width, height, ann)")
+    where = f"{path}: record {index} ({item['filename']})"
+    ann = item.get("ann", {})
+    if not isinstance(ann, dict):
+        raise ValueError(f"{where}: `ann` must be an object with bboxes/labels, got {type(ann).__name__}")
+    arrays = {k: _array(ann, k, (0, 4) if "bboxes" in k else (0,), where) for k in
+              ("bboxes", "labels", "bboxes_ignore", "labels_ignore")}
+    for key, arr in arrays.items():
+        _check_shape(arr, key, 2 if "bboxes" in key else 1, where)
+    for boxes, labels in (("bboxes", "labels"), ("bboxes_ignore", "labels_ignore")):
+        if len(arrays[boxes]) != len(arrays[labels]):
+            raise ValueError(
+                f"{where}: {len(arrays[boxes])} `ann.{boxes}` but {len(arrays[labels])} `ann.{labels}`"
+            )
+    segms = ann.get("segmentations")
+    if segms is not None and len(segms) != len(arrays["bboxes"]):
+        raise ValueError(f"{where}: {len(segms)} `ann.segmentations` for {len(arrays['bboxes'])} bboxes")
+    return MiddleImage(
+        image_id=int(item.get("id", index)), filename=str(item["filename"]),
+        width=int(item["width"]), height=int(item["height"]), segmentations=segms, **arrays,
+    )
+
+
+def read_middle(path: str | PathLike) -> tuple[list[str] | None, list[MiddleImage]]:
+    """Parses and validates a middle-format JSON file.
+
+    Returns:
+        ``(classes, images)``: the file's class names (None for a bare list of records) and its records.
+
+    Raises:
+        FileNotFoundError, ValueError: naming the file, the record and the key at fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"middle-format file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); the middle format is JSON (pickle is not read)") from err
+    classes = None
+    if isinstance(data, dict):
+        if "images" not in data or "classes" not in data:
+            raise ValueError(f"{path}: expected {{'classes': [...], 'images': [...]}} or a list of records")
+        classes, data = load_class_names(list(data["classes"])), data["images"]
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: `images` must be a list of records, got {type(data).__name__}")
+    images = [_parse_record(item, i, path) for i, item in enumerate(data)]
+    ids = [m.image_id for m in images]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"{path}: image id {dup} is used by more than one record")
+    return classes, images
+
+
+class MiddleDataset(RecordDataset):
+    """A middle-format JSON file and its image folder.
+
+    Args:
+        ann_file: the JSON file (see the module docstring).
+        img_dir: the folder that ``filename`` is relative to.
+        classes: the configured classes (a list, one bare name or a ``classes.txt`` path). With a file
+            that lists its classes, a subset or reordering is matched by name and other labels are
+            dropped; a bare list of records needs ``classes``, which its labels index.
+        pipeline, filter_empty, num_classes, strict_classes: as for
+            :class:`~lightdet.data.CocoDataset`.
+        with_mask: keep ``ann.segmentations`` for ``LoadImage`` to rasterise (required per box).
+    """
+
+    def __init__(
+        self,
+        ann_file: str | PathLike,
+        img_dir: str | PathLike,
+        *,
+        classes: ClassesSpec | None = None,
+        pipeline: PipelineSpec = None,
+        filter_empty: bool = False,
+        with_mask: bool = False,
+        strict_classes: bool = False,
+        num_classes: int | None = None,
+    ) -> None:
+        self.ann_file, self.img_dir, self.source = Path(ann_file), Path(img_dir), str(ann_file)
+        if not self.img_dir.is_dir():
+            raise FileNotFoundError(f"MiddleDataset: image folder {str(self.img_dir)!r} does not exist (`img_dir`)")
+        file_classes, images = read_middle(self.ann_file)
+        if file_classes is None:
+            if classes is None:
+                raise ValueError(
+                    f"{self.ann_file}: a bare list of records has no class names; configure `classes`"
+                )
+            file_classes = load_class_names(classes)
+        categories = [{"id": i, "name": n} for i, n in enumerate(file_classes)]
+        self.class_names, file_labels = match_categories(
+            classes, categories, source=self.source, num_classes=num_classes, strict=strict_classes
+        )
+        self.with_mask = with_mask
+        to_label = np.full(len(file_classes), -1, dtype=np.int64)
+        to_label[file_labels] = np.arange(len(file_labels))
+        records = [self._record(m, to_label, len(file_classes)) for m in images]
+        if filter_empty:
+            records = [r for r in records if (~r.ignore).any()]
+        logger.info("%s: %d images, %d boxes, %d classes", self.source, len(records),
+                    sum(len(r) for r in records), len(self.class_names))
+        self._set_records(records, pipeline)
+
+    def _record(self, m: MiddleImage, to_label: np.ndarray, num_file_classes: int) -> ImageRecord:
+        for key, labels in (("labels", m.labels), ("labels_ignore", m.labels_ignore)):
+            bad = labels[(labels < 0) | (labels >= num_file_classes)]
+            if bad.size:
+                raise ValueError(
+                    f"{self.ann_file}: image {m.image_id} ({m.filename}): `ann.{key}` has {int(bad[0])}, "
+                    f"expected a class index in 0..{num_file_classes - 1}"
+                )
+        if self.with_mask and m.segmentations is None and len(m.bboxes):
+            raise ValueError(f"{self.ann_file}: image {m.image_id} ({m.filename}) has no `ann.segmentations`, "
+                             "which with_mask=True needs")
+        boxes = np.concatenate((m.bboxes, m.bboxes_ignore)).clip(0, [m.width, m.height] * 2)
+        labels = to_label[np.concatenate((m.labels, m.labels_ignore))]
+        ignore = np.arange(len(labels)) >= len(m.labels)
+        keep = (labels >= 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        segms = None
+        if self.with_mask:
+            # an ignored box has no mask in the format: its mask is its box
+            box_polys = [[[x1, y1, x2, y1, x2, y2, x1, y2]] for x1, y1, x2, y2 in m.bboxes_ignore.tolist()]
+            all_segms = [*(m.segmentations or []), *box_polys]
+            segms = [all_segms[j] for j in np.flatnonzero(keep)]
+        return ImageRecord(
+            image_id=m.image_id, file_path=os.path.join(self.img_dir, m.filename), width=m.width,
+            height=m.height, boxes=boxes[keep].astype(np.float32), labels=labels[keep], ignore=ignore[keep],
+            segmentations=segms,
+        )

@@ -1,0 +1,173 @@
+"""Pascal VOC: ``Annotations/*.xml`` + ``JPEGImages/`` + a split list ``ImageSets/Main/<split>.txt``.
+
+Boxes in the XML files are 1-based inclusive pixel indices; they become continuous 0-based ``xyxy``
+by subtracting 1 from ``xmin``/``ymin`` (as detectron2 does), so ``x2 - x1`` is the width in pixels.
+``difficult`` objects become ``ignore`` boxes. VOC names images by strings (``2008_000008``); their
+integer ``image_id`` is the name with ``_`` removed when every name of the split is numeric that way,
+else the 1-based position in the split list (:func:`voc_image_ids`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lightdet.data.classes import ClassesSpec, load_class_names
+from lightdet.data.datasets.base import PipelineSpec, RecordDataset
+from lightdet.data.records import ImageRecord
+
+__all__ = ["VOC_CLASSES", "VocAnnotation", "VocDataset", "parse_voc_xml", "read_voc_split", "voc_image_ids"]
+
+logger = logging.getLogger(__name__)
+
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class VocAnnotation:
+    """One parsed XML file (``N`` objects).
+
+    Attributes:
+        name: the image's name in the split list. filename: the image file (relative to JPEGImages).
+        width, height: the image size. names: ``[N]`` class names. boxes: ``float64 [N, 4]`` 0-based
+        xyxy. difficult: ``bool [N]``.
+    """
+
+    name: str
+    filename: str
+    width: int
+    height: int
+    names: list[str]
+    boxes: np.ndarray
+    difficult: np.ndarray
+
+
+def _number(obj: ET.Element, key: str, xml_path: Path) -> float:
+    node = obj.find(f"bndbox/{key}")
+    try:
+        return float(node.text)  # type: ignore[union-attr, arg-type]
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"{xml_path}: an <object> lacks a numeric <bndbox><{key}> (found {node!r})") from None
+
+
+def parse_voc_xml(xml_path: str | PathLike, image_dir: str | PathLike, name: str | None = None) -> VocAnnotation:
+    """Reads one VOC XML file; a missing ``<size>`` is read from the image's header."""
+    xml_path = Path(xml_path)
+    try:
+        root = ET.parse(xml_path).getroot()
+    except (ET.ParseError, FileNotFoundError) as err:
+        raise ValueError(f"{xml_path}: cannot read the VOC annotation ({err})") from err
+    name = name or xml_path.stem
+    filename = (root.findtext("filename") or f"{name}.jpg").strip()
+    width, height = int(float(root.findtext("size/width") or 0)), int(float(root.findtext("size/height") or 0))
+    if width <= 0 or height <= 0:
+        with Image.open(Path(image_dir) / filename) as img:
+            width, height = img.size
+    names, boxes, difficult = [], [], []
+    for obj in root.iter("object"):
+        names.append((obj.findtext("name") or "").strip())
+        x1, y1, x2, y2 = (_number(obj, k, xml_path) for k in ("xmin", "ymin", "xmax", "ymax"))
+        boxes.append((x1 - 1, y1 - 1, x2, y2))
+        difficult.append(bool(int(float(obj.findtext("difficult") or 0))))
+    return VocAnnotation(
+        name=name, filename=filename, width=width, height=height, names=names,
+        boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4), difficult=np.array(difficult, dtype=bool),
+    )
+
+
+def voc_image_ids(names: Sequence[str]) -> list[int]:
+    """Integer ids of VOC image names: ``000005 -> 5``, ``2008_000008 -> 2008000008`` (else positions)."""
+    stripped = [n.replace("_", "") for n in names]
+    if all(s.isdigit() for s in stripped) and len(set(stripped)) == len(stripped):
+        return [int(s) for s in stripped]
+    return list(range(1, len(names) + 1))
+
+
+def read_voc_split(
+    split_file: str | PathLike, root: str | PathLike | None = None, *, ann_subdir: str = "Annotations",
+    img_subdir: str = "JPEGImages",
+) -> tuple[list[int], list[VocAnnotation]]:
+    """Parses every image of a split list. ``root`` defaults to the split file's ``../../..``.
+
+    Returns:
+        ``(image_ids, annotations)`` in the order of the split file.
+    """
+    split_file = Path(split_file)
+    if not split_file.is_file():
+        raise FileNotFoundError(f"VOC split list {str(split_file)!r} does not exist (ImageSets/Main/<split>.txt)")
+    root = Path(root) if root is not None else split_file.parents[2]
+    names = [ln.split()[0] for ln in split_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"{split_file}: image {dup!r} is listed more than once")
+    anns = [parse_voc_xml(root / ann_subdir / f"{n}.xml", root / img_subdir, n) for n in names]
+    return voc_image_ids(names), anns
+
+
+class VocDataset(RecordDataset):
+    """One split of a Pascal VOC year (or any dataset in VOC's XML layout).
+
+    Args:
+        ann_file: the split list, e.g. ``VOC2007/ImageSets/Main/trainval.txt``.
+        root: the year folder holding ``Annotations/`` and ``JPEGImages/``; default ``ann_file``'s
+            ``../../..``.
+        classes: the configured classes (default the 20 VOC classes): a list, one bare name or a
+            ``classes.txt`` path. Objects of other names are dropped (counted in the log).
+        pipeline, filter_empty, num_classes: as for :class:`~lightdet.data.CocoDataset`.
+        strict_classes: fail when the XML files name a class that is not configured.
+        ann_subdir, img_subdir: the folder names under ``root``.
+    """
+
+    def __init__(
+        self,
+        ann_file: str | PathLike,
+        root: str | PathLike | None = None,
+        *,
+        classes: ClassesSpec = VOC_CLASSES,
+        pipeline: PipelineSpec = None,
+        filter_empty: bool = False,
+        num_classes: int | None = None,
+        strict_classes: bool = False,
+        ann_subdir: str = "Annotations",
+        img_subdir: str = "JPEGImages",
+    ) -> None:
+        self.source = str(ann_file)
+        self.class_names = load_class_names(classes)
+        if num_classes is not None and num_classes != len(self.class_names):
+            raise ValueError(f"{ann_file}: num_classes={num_classes} but {len(self.class_names)} classes are "
+                             f"configured ({self.class_names})")
+        root = Path(root) if root is not None else Path(ann_file).parents[2]
+        image_ids, anns = read_voc_split(ann_file, root, ann_subdir=ann_subdir, img_subdir=img_subdir)
+        unknown = Counter(n for a in anns for n in a.names if n not in self.class_names)
+        if unknown and strict_classes:
+            raise ValueError(f"{ann_file}: objects of classes not configured: {dict(unknown)} (strict_classes=True); "
+                             f"configured: {self.class_names}")
+        label_of = {n: i for i, n in enumerate(self.class_names)}
+        records = [self._record(i, a, root / img_subdir, label_of) for i, a in zip(image_ids, anns)]
+        if filter_empty:
+            records = [r for r in records if (~r.ignore).any()]
+        logger.info("%s: %d images, %d boxes, %d classes; objects of other classes dropped: %s", ann_file,
+                    len(records), sum(len(r) for r in records), len(self.class_names), dict(unknown) or "none")
+        self._set_records(records, pipeline)
+
+    @staticmethod
+    def _record(image_id: int, ann: VocAnnotation, img_dir: Path, label_of: dict[str, int]) -> ImageRecord:
+        labels = np.array([label_of.get(n, -1) for n in ann.names], dtype=np.int64)
+        boxes = ann.boxes.clip(0, [ann.width, ann.height] * 2)
+        keep = (labels >= 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return ImageRecord(
+            image_id=image_id, file_path=os.path.join(img_dir, ann.filename), width=ann.width, height=ann.height,
+            boxes=boxes[keep].astype(np.float32), labels=labels[keep], ignore=ann.difficult[keep],
+        )

@@ -1,0 +1,192 @@
+"""Inference on your own images: a trained checkpoint in, :class:`~lightdet.structures.Detections` out.
+
+``Detector.from_checkpoint(path)`` rebuilds the model and the dataset's *test* pipeline from the config the
+checkpoint carries, so an image is resized exactly as ``lightdet-test`` resized it, and the detections come
+back in the image's own pixels::
+
+    det = lightdet.Detector.from_checkpoint("outputs/run/checkpoints/last.ckpt")
+    detections = det.predict("street.jpg")            # one image -> Detections
+    batch = det.predict(["a.jpg", array, pil_image])  # a list -> list[Detections]
+    det.show("street.jpg")                            # a PIL image with the boxes drawn
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from lightdet.data.transforms import Compose, LoadImage, read_image
+from lightdet.structures import DetBatch, Detections, DetSample, ImageMeta
+
+__all__ = ["Detector", "ImageInput", "to_image_tensor", "draw_detections"]
+
+ImageInput = str | PathLike | np.ndarray | Image.Image | Tensor
+"""One image: a file path, an ``[H, W, 3]`` (or ``[H, W]``) array, a PIL image, or a ``[3, H, W]`` tensor.
+Arrays and tensors are RGB, ``uint8`` or float in ``[0, 1]``."""
+
+
+def _from_float(x: Tensor, what: str) -> Tensor:
+    if x.is_floating_point():
+        if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+            raise ValueError(f"{what}: a float image must lie in [0, 1] (torchvision's convention)")
+        return (x * 255).round().to(torch.uint8)
+    if x.dtype != torch.uint8:
+        raise ValueError(f"{what}: expected uint8 or float pixels, got {x.dtype}")
+    return x
+
+
+def to_image_tensor(image: ImageInput) -> tuple[Tensor, str]:
+    """One :data:`ImageInput` -> ``(uint8 [3, H, W] RGB, file name or a description)``."""
+    if isinstance(image, (str, PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such image file")
+        return read_image(path), str(path)
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).contiguous(), "<PIL image>"
+    if isinstance(image, np.ndarray):
+        array = image[..., None].repeat(3, axis=-1) if image.ndim == 2 else image
+        if array.ndim != 3 or array.shape[-1] != 3:
+            raise ValueError(f"numpy image: expected [H, W, 3] RGB or [H, W], got shape {image.shape}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+        return _from_float(tensor, "numpy image"), "<array>"
+    if isinstance(image, Tensor):
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"tensor image: expected [3, H, W] RGB, got shape {tuple(image.shape)}")
+        return _from_float(image.detach().cpu(), "tensor image").contiguous(), "<tensor>"
+    raise TypeError(f"cannot read an image from a {type(image).__name__} (path, numpy array, PIL image or tensor)")
+
+
+def _as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput], bool]:
+    """The images as a list, and whether a single one was given."""
+    if isinstance(images, Tensor) and images.dim() == 4:
+        return list(images), False
+    if isinstance(images, (list, tuple)):
+        return list(images), False
+    return [images], True  # type: ignore[list-item]
+
+
+class Detector:
+    """A trained detector with its test-time preprocessing.
+
+    Args:
+        model: a detector with ``predict(DetBatch) -> list[Detections]`` (e.g. ``TwoStageDetector``).
+        transforms: the test pipeline after image loading: ``DetSample -> DetSample`` steps (resizing ...).
+        class_names: the name of each label ``0..K-1``.
+        device: where the model runs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        transforms: Callable[[DetSample], DetSample],
+        class_names: Sequence[str],
+        *,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.transforms = transforms
+        self.class_names = list(class_names)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | PathLike, *, device: torch.device | str | None = None) -> Detector:
+        """Builds the model, the test pipeline and the class names from a lightdet checkpoint.
+
+        Args:
+            path: a checkpoint written by ``lightdet-train`` or ``lightdet-convert`` (it carries its config).
+            device: None: CUDA when available, else the CPU.
+        """
+        from hydra.utils import instantiate
+
+        from lightdet.api import stored_config
+        from lightdet.checkpoint.load import DETECTOR_PREFIX
+        from lightdet.config import register_resolvers
+        from lightdet.data.classes import load_class_names
+
+        register_resolvers()
+        cfg = stored_config(path)
+        if cfg.model.get("backbone") is not None and cfg.model.backbone.get("weights") is not None:
+            cfg.model.backbone.weights = None  # initial weights: the checkpoint's replace them
+        model = instantiate(cfg.model, _convert_="all")
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = {
+            k[len(DETECTOR_PREFIX) :]: v for k, v in payload["state_dict"].items() if k.startswith(DETECTOR_PREFIX)
+        }
+        model.load_state_dict(state)
+        steps = list(instantiate(cfg.dataset.pipeline.test, _convert_="all"))
+        if not steps or not isinstance(steps[0], LoadImage):
+            raise ValueError(f"{path}: the stored test pipeline must start with LoadImage, got {steps[:1]}")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return cls(model, Compose(steps[1:]), load_class_names(cfg.dataset.classes), device=device)
+
+    def _sample(self, image: ImageInput, index: int) -> DetSample:
+        pixels, name = to_image_tensor(image)
+        hw = (int(pixels.shape[1]), int(pixels.shape[2]))
+        sample = DetSample(
+            image=pixels,
+            boxes=torch.zeros((0, 4), dtype=torch.float32),
+            labels=torch.zeros((0,), dtype=torch.int64),
+            meta=ImageMeta(image_id=index, file_name=name, ori_size=hw, img_size=hw),
+        )
+        return self.transforms(sample)
+
+    @torch.inference_mode()
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], *, score_thr: float = 0.0, batch_size: int = 1
+    ) -> Detections | list[Detections]:
+        """Detects objects in one image (returns :class:`Detections`) or a list (returns a list).
+
+        Args:
+            images: see :data:`ImageInput`; a ``[B, 3, H, W]`` tensor counts as a list.
+            score_thr: drop detections scoring below it (the model's own ``score_thr`` applies first).
+            batch_size: images per forward pass. Images of a batch are padded to its largest one, which
+                changes the features near the padded borders slightly; 1 gives each image's exact result.
+
+        Returns:
+            boxes ``float32 [N, 4]`` xyxy in the input image's pixels, ``scores [N]``, ``labels [N]``
+            (``class_names[label]``), on the CPU.
+        """
+        if batch_size < 1:
+            raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+        items, single = _as_list(images)
+        out: list[Detections] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            batch = DetBatch.collate([self._sample(img, start + i) for i, img in enumerate(chunk)])
+            for det in self.model.predict(batch.to(self.device)):
+                out.append(det.to("cpu")[det.scores.cpu() >= score_thr])
+        return out[0] if single else out
+
+    def show(
+        self, image: ImageInput, detections: Detections | None = None, *, score_thr: float = 0.3
+    ) -> Image.Image:
+        """The image with its detections (``predict``'s when not given) drawn: boxes, names and scores."""
+        pixels, _ = to_image_tensor(image)
+        if detections is None:
+            detections = self.predict(image)  # type: ignore[assignment]
+        assert isinstance(detections, Detections)
+        return draw_detections(pixels, detections, self.class_names, score_thr=score_thr)
+
+
+def draw_detections(
+    image: Tensor, detections: Detections, class_names: Sequence[str], *, score_thr: float = 0.3
+) -> Image.Image:
+    """``uint8 [3, H, W]`` + detections scoring at least ``score_thr`` -> a PIL image with labelled boxes."""
+    from torchvision.utils import draw_bounding_boxes
+
+    keep = detections[detections.scores >= score_thr]
+    if len(keep) == 0:
+        return Image.fromarray(image.permute(1, 2, 0).numpy())
+    labels = [f"{class_names[int(c)]} {float(s):.2f}" for c, s in zip(keep.labels, keep.scores)]
+    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45"]
+    colors = [palette[int(c) % len(palette)] for c in keep.labels]
+    width = max(1, round(max(image.shape[1:]) / 200))
+    drawn = draw_bounding_boxes(image, keep.boxes, labels=labels, colors=colors, width=width)
+    return Image.fromarray(drawn.permute(1, 2, 0).numpy())

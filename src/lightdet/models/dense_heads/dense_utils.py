@@ -1,0 +1,138 @@
+"""Pieces shared by the dense (one-stage) heads: conv towers, per-level scales, output flattening, training
+targets from an assignment, and the test-time candidate selection + NMS."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from lightdet.models.layers import build_norm, norm_attribute
+from lightdet.models.ops.assigner import IGNORED
+from lightdet.models.ops.nms import NMS, SoftNMS
+from lightdet.structures import Detections
+
+
+class TowerConv(nn.Module):
+    """3x3 conv -> optional norm -> ReLU, named as MMDetection's ConvModule (``conv``, ``gn``/``bn``).
+
+    Args:
+        conv_bias: whether the conv has a bias; ``None`` means "only without a norm" (MMDetection's
+            ``'auto'``). torchvision's FCOS towers have a bias before their GroupNorm.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, norm: str | None = None, conv_bias: bool | None = None
+    ) -> None:
+        super().__init__()
+        bias = norm is None if conv_bias is None else conv_bias
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
+        self.norm_name = norm_attribute(norm) if norm is not None else None
+        if norm is not None:
+            self.add_module(self.norm_name, build_norm(norm, out_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.norm_name is not None:
+            x = getattr(self, self.norm_name)(x)
+        return torch.relu(x)
+
+
+def build_tower(
+    in_channels: int, feat_channels: int, num_convs: int, *, norm: str | None, conv_bias: bool | None
+) -> nn.Sequential:
+    """``num_convs`` :class:`TowerConv` s (keys ``{i}.conv``, ``{i}.gn``); weights ~ N(0, 0.01), biases 0."""
+    tower = nn.Sequential(*(
+        TowerConv(in_channels if i == 0 else feat_channels, feat_channels, norm=norm, conv_bias=conv_bias)
+        for i in range(num_convs)
+    ))
+    for m in tower.modules():
+        if isinstance(m, nn.Conv2d):
+            init_conv(m)
+    return tower
+
+
+def init_conv(conv: nn.Conv2d, prior_prob: float | None = None) -> None:
+    """Weights ~ N(0, 0.01); bias 0, or ``-log((1 - p) / p)`` so sigmoid outputs start at ``prior_prob``."""
+    nn.init.normal_(conv.weight, std=0.01)
+    if conv.bias is not None:
+        bias = 0.0 if prior_prob is None else -math.log((1 - prior_prob) / prior_prob)
+        nn.init.constant_(conv.bias, bias)
+
+
+class Scale(nn.Module):
+    """A learnable scalar multiplier (parameter ``scale``, shape ``[]``), one per FCOS level."""
+
+    def __init__(self, init: float = 1.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def flatten_level(x: Tensor, channels: int) -> Tensor:
+    """``[B, A * channels, H, W]`` -> ``[B, H * W * A, channels]`` (the anchors' ``(H, W, A)`` order)."""
+    b, _, h, w = x.shape
+    return x.view(b, -1, channels, h, w).permute(0, 3, 4, 1, 2).reshape(b, -1, channels)
+
+
+def topk_candidates(scores: Tensor, score_thr: float, topk: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``topk`` highest (position, class) scores above ``score_thr`` of one level.
+
+    Args:
+        scores: ``[N, K]`` per-class probabilities of the level's N priors.
+
+    Returns:
+        ``(scores [k], prior_index [k], labels [k])``, highest first.
+    """
+    flat = scores.reshape(-1)
+    index = torch.nonzero(flat > score_thr).squeeze(1)
+    top, order = flat[index].topk(min(topk, index.numel()))
+    index = index[order]
+    k = scores.shape[1]
+    return top, torch.div(index, k, rounding_mode="floor"), index % k
+
+
+def nms_detections(
+    boxes: Sequence[Tensor],
+    scores: Sequence[Tensor],
+    labels: Sequence[Tensor],
+    nms: NMS | SoftNMS,
+    max_per_img: int,
+) -> Detections:
+    """Joins one image's per-level candidates and applies class-wise NMS, keeping ``max_per_img``."""
+    b, s, lab = torch.cat(list(boxes)), torch.cat(list(scores)), torch.cat(list(labels))
+    keep, kept_scores = nms(b, s, lab, max_per_img)
+    return Detections(boxes=b[keep], scores=kept_scores.float(), labels=lab[keep])
+
+
+def outside_image(centres: Tensor, image_size: tuple[int, int]) -> Tensor:
+    """bool ``[N]``: prior centres ``[N, 2]`` (x, y) in the batch padding beyond an image's ``(h, w)``.
+
+    Such priors see only zeros; they are neither positive nor negative (MMDetection's valid flags).
+    """
+    h, w = image_size
+    return (centres[:, 0] >= w) | (centres[:, 1] >= h)
+
+
+def dense_targets(
+    gt_index: Tensor, gt_labels: Tensor, gt_boxes: Tensor, num_classes: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Training targets of one image from an assignment of its N priors.
+
+    Args:
+        gt_index: ``int64 [N]``: ground-truth index, or ``NEGATIVE`` / ``IGNORED``.
+        gt_labels, gt_boxes: ``[G]``, ``[G, 4]`` (ignored boxes removed).
+        num_classes: K; negatives get label K (background).
+
+    Returns:
+        ``(labels [N], weights [N] (0 for ignored priors), positive mask [N], matched boxes [P, 4])``.
+    """
+    pos = gt_index >= 0
+    labels = torch.full_like(gt_index, num_classes)
+    labels[pos] = gt_labels[gt_index[pos]]
+    weights = (gt_index != IGNORED).float()
+    return labels, weights, pos, gt_boxes[gt_index[pos]]

@@ -1,0 +1,202 @@
+"""Instance-mask operators: RoI mask targets from ground-truth bitmaps, and pasting RoI masks into images.
+
+Both work on the region that matters rather than on whole images:
+
+* :func:`mask_targets` crops each used ground-truth bitmap to its instance's extent (plus one zero pixel)
+  before converting it to float for RoIAlign, so the float copy is bounded by the largest instance, not by
+  ``G x H x W`` of the image (torchvision converts every ground-truth mask of the image; MMDetection one
+  full-image mask per positive RoI).
+* :func:`paste_masks` samples each ``M x M`` probability map only over its box's pixels and writes the
+  thresholded result into a ``bool`` image mask, never allocating a full-image float mask per detection.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import roi_align
+
+from lightdet.structures import ImageMeta
+
+__all__ = [
+    "PASTE_MODES",
+    "boxes_to_original",
+    "mask_targets",
+    "paste_in_original",
+    "paste_masks",
+    "paste_regions",
+]
+
+PASTE_MODES = ("mmdet", "torchvision")
+
+
+def _extent(occupied: Tensor) -> tuple[Tensor, Tensor]:
+    """``bool [U, L]`` occupancy along one axis -> first and one-past-last index ``[U]`` (0, 0 if empty)."""
+    length = occupied.shape[1]
+    occupied = occupied.bool()
+    has = occupied.any(1)
+    first = occupied.to(torch.uint8).argmax(1)
+    end = length - occupied.flip(1).to(torch.uint8).argmax(1)
+    return torch.where(has, first, 0), torch.where(has, end, 0)
+
+
+def _crop_instances(masks: Tensor) -> tuple[Tensor, Tensor]:
+    """``uint8 [U, H, W]`` -> float crops ``[U, 1, Hc, Wc]`` of each mask's extent grown by one pixel (within
+    the image, zero-filled to the largest crop) and each crop's origin ``(x0, y0)`` ``[U, 2]``."""
+    u, h, w = masks.shape
+    y0, y1 = _extent(masks.any(2))
+    x0, x1 = _extent(masks.any(1))
+    y0, x0 = (y0 - 1).clamp(min=0), (x0 - 1).clamp(min=0)
+    y1, x1 = (y1 + 1).clamp(max=h), (x1 + 1).clamp(max=w)
+    hc, wc = max(int((y1 - y0).max()), 1), max(int((x1 - x0).max()), 1)
+    ys = y0[:, None] + torch.arange(hc, device=masks.device)  # [U, Hc]
+    xs = x0[:, None] + torch.arange(wc, device=masks.device)  # [U, Wc]
+    inside = (ys < y1[:, None])[:, :, None] & (xs < x1[:, None])[:, None, :]  # [U, Hc, Wc]
+    rows = torch.arange(u, device=masks.device)[:, None, None]
+    crops = masks[rows, ys.clamp(max=h - 1)[:, :, None], xs.clamp(max=w - 1)[:, None, :]] * inside
+    return crops[:, None].float(), torch.stack([x0, y0], 1).float()
+
+
+def mask_targets(
+    gt_masks: Tensor,
+    gt_index: Tensor,
+    rois: Tensor,
+    size: int,
+    *,
+    aligned: bool = True,
+    sampling_ratio: int = 0,
+    binarize: bool = True,
+) -> Tensor:
+    """RoIAlign of each RoI's matched ground-truth mask: the mask head's per-RoI targets.
+
+    Args:
+        gt_masks: ``uint8/bool [G, H, W]`` one image's instance masks.
+        gt_index: ``int64 [P]`` matched instance of each RoI (into ``gt_masks``).
+        rois: ``[P, 4]`` xyxy RoIs in the masks' pixels.
+        size: output side ``M`` (28 for Mask R-CNN).
+        aligned, sampling_ratio: RoIAlign settings (MMDetection: True, 0; torchvision: False, 0).
+        binarize: threshold the averaged values at 0.5 (MMDetection) instead of keeping soft targets
+            (torchvision).
+
+    Returns:
+        ``float [P, M, M]``. The crop to the instance's extent is exact except within one pixel of the image's
+        bottom/right border, where RoIAlign's edge clamping sees the neighbouring crop's zero fill.
+    """
+    if gt_index.numel() == 0:
+        return rois.new_zeros((0, size, size))
+    used, inverse = torch.unique(gt_index, return_inverse=True)
+    crops, origin = _crop_instances(gt_masks[used].to(torch.uint8))
+    shifted = rois.float() - origin[inverse].repeat(1, 2)
+    boxes = torch.cat([inverse[:, None].float(), shifted], 1)
+    out = roi_align(crops, boxes, size, 1.0, sampling_ratio=sampling_ratio, aligned=aligned)[:, 0]
+    return (out >= 0.5).float() if binarize else out
+
+
+def paste_regions(boxes: Tensor, mask_size: int, mode: str) -> tuple[Tensor, int]:
+    """The image region each ``M x M`` mask spans and the zero padding to give the mask first.
+
+    ``"mmdet"``: the box itself. ``"torchvision"``: the box grown by one mask pixel per side (the mask is
+    padded with one zero pixel), corners truncated to integers and one pixel added to the width and height, as
+    torchvision's ``paste_masks_in_image``.
+    """
+    if mode == "mmdet":
+        return boxes, 0
+    if mode != "torchvision":
+        raise ValueError(f"paste mode must be one of {PASTE_MODES}, got {mode!r}")
+    scale = (mask_size + 2) / mask_size
+    centre, half = (boxes[:, :2] + boxes[:, 2:]) / 2, (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
+    corners = torch.cat([centre - half, centre + half], 1).trunc()
+    size = (corners[:, 2:] - corners[:, :2] + 1).clamp(min=1).trunc()
+    return torch.cat([corners[:, :2], corners[:, :2] + size], 1), 1
+
+
+def _sample_chunk(
+    probs: Tensor, regions: Tensor, lo: Tensor, extent: tuple[int, int]
+) -> Tensor:
+    """Bilinear samples of ``probs [n, m, m]`` at the pixel centres of an ``extent = (h, w)`` window
+    starting at ``lo [n, 2]`` (x, y), ``regions [n, 4]`` being where each mask lies -> ``[n, h, w]``."""
+    n = probs.shape[0]
+    h, w = extent
+    px = lo[:, 0:1] + torch.arange(w, device=probs.device) + 0.5  # [n, w]
+    py = lo[:, 1:2] + torch.arange(h, device=probs.device) + 0.5  # [n, h]
+    gx = (px - regions[:, 0:1]) / (regions[:, 2:3] - regions[:, 0:1]).clamp(min=1e-6) * 2 - 1
+    gy = (py - regions[:, 1:2]) / (regions[:, 3:4] - regions[:, 1:2]).clamp(min=1e-6) * 2 - 1
+    grid = torch.stack([gx[:, None, :].expand(n, h, w), gy[:, :, None].expand(n, h, w)], -1)
+    return F.grid_sample(probs[:, None].float(), grid, align_corners=False)[:, 0]
+
+
+def paste_masks(
+    probs: Tensor,
+    boxes: Tensor,
+    image_size: tuple[int, int],
+    *,
+    threshold: float = 0.5,
+    mode: str = "mmdet",
+    max_elements: int = 1 << 22,
+) -> Tensor:
+    """Pastes per-box ``M x M`` mask probabilities into an image and thresholds them.
+
+    Each mask is sampled bilinearly at the pixel centres inside its box only (MMDetection's ``_do_paste_mask``
+    geometry, or torchvision's with ``mode="torchvision"``, see :func:`paste_regions`). Boxes are processed in
+    chunks of at most ``max_elements`` sampled pixels, so the float work space is bounded by the boxes.
+
+    Args:
+        probs: ``[N, M, M]`` probabilities in ``[0, 1]``.
+        boxes: ``[N, 4]`` xyxy in the target image's pixels (not clipped: the mask is relative to the box).
+        image_size: ``(H, W)`` of the target image.
+        threshold: pixels with probability ``>= threshold`` are set.
+
+    Returns:
+        ``bool [N, H, W]``.
+    """
+    height, width = image_size
+    out = torch.zeros((probs.shape[0], height, width), dtype=torch.bool, device=probs.device)
+    if probs.shape[0] == 0:
+        return out
+    regions, pad = paste_regions(boxes.float(), probs.shape[-1], mode)
+    if pad:
+        probs = F.pad(probs, (pad,) * 4)
+    limit = regions.new_tensor([width, height, width, height])
+    lo = regions[:, :2].floor().clamp(min=0).minimum(limit[:2])
+    hi = regions[:, 2:].ceil().clamp(min=0).minimum(limit[:2]).maximum(lo)
+    span = (hi - lo).long()  # [N, 2] (w, h) of each window
+    h, w = int(span[:, 1].max()), int(span[:, 0].max())
+    if h == 0 or w == 0:
+        return out
+    step = max(1, max_elements // (h * w))
+    for start in range(0, probs.shape[0], step):
+        idx = torch.arange(start, min(start + step, probs.shape[0]), device=probs.device)
+        sampled = _sample_chunk(probs[idx], regions[idx], lo[idx], (h, w)) >= threshold
+        window = (torch.arange(h, device=out.device) < span[idx, 1:2])[:, :, None] & (
+            torch.arange(w, device=out.device) < span[idx, 0:1]
+        )[:, None, :]
+        n, y, x = torch.nonzero(sampled & window, as_tuple=True)
+        out[idx[n], lo[idx[n], 1].long() + y, lo[idx[n], 0].long() + x] = True
+    return out
+
+
+def boxes_to_original(boxes: Tensor, meta: ImageMeta) -> Tensor:
+    """``[N, 4]`` boxes in the model input (``meta.img_size``) -> the original image's pixels, not clipped.
+
+    Undoes a horizontal flip, then divides by ``meta.scale_factor`` per axis.
+    """
+    if meta.flip:
+        w = meta.img_size[1]
+        boxes = torch.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], dim=1)
+    sx, sy = meta.scale_factor
+    return boxes / boxes.new_tensor([sx, sy, sx, sy])
+
+
+def paste_in_original(
+    probs: Tensor, boxes: Tensor, meta: ImageMeta, *, threshold: float = 0.5, mode: str = "mmdet"
+) -> Tensor:
+    """Masks of boxes in model-input pixels, pasted into the **original** image: ``bool [N, *meta.ori_size]``.
+
+    ``probs [N, M, M]`` are mirrored when the input was flipped, so that they stay aligned with their boxes.
+    """
+    if meta.flip:
+        probs = probs.flip(-1)
+    return paste_masks(
+        probs, boxes_to_original(boxes, meta), tuple(meta.ori_size), threshold=threshold, mode=mode
+    )

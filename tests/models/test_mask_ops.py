@@ -1,0 +1,100 @@
+"""Mask targets from ground-truth bitmaps and pasting RoI masks into images, on shapes with known answers."""
+
+import pytest
+import torch
+from torchvision.ops import roi_align
+
+from lightdet.models.ops.masks import boxes_to_original, mask_targets, paste_in_original, paste_masks
+from lightdet.structures import ImageMeta
+
+
+def rect_masks(h: int, w: int, rects: list[tuple[int, int, int, int]]) -> torch.Tensor:
+    out = torch.zeros((len(rects), h, w), dtype=torch.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(rects):
+        out[i, y1:y2, x1:x2] = 1
+    return out
+
+
+def test_target_of_the_instance_box_is_all_ones_and_halves_split():
+    masks = rect_masks(40, 50, [(10, 8, 30, 24), (0, 0, 50, 40)])
+    rois = torch.tensor([[10.0, 8, 30, 24], [20, 8, 40, 24], [10, 16, 30, 32]])
+    targets = mask_targets(masks, torch.tensor([0, 0, 0]), rois, 8)
+    assert targets.shape == (3, 8, 8)
+    assert (targets[0] == 1).all()
+    # shifted right by half the box: left half inside the instance, right half outside
+    assert (targets[1][:, :4] == 1).all() and (targets[1][:, 4:] == 0).all()
+    assert (targets[2][:4] == 1).all() and (targets[2][4:] == 0).all()
+
+
+def test_targets_equal_full_image_roi_align_away_from_the_border():
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(3, 60, 70, generator=g) > 0.6).to(torch.uint8)
+    masks[:, :3], masks[:, -3:], masks[:, :, :3], masks[:, :, -3:] = 0, 0, 0, 0
+    masks[1] = 0  # an empty instance
+    gt_index = torch.tensor([2, 0, 1, 2, 0])
+    rois = torch.tensor(
+        [[5.0, 5, 30, 40], [0, 0, 70, 60], [10, 10, 20, 20], [-5.5, 20, 40.2, 70], [33, 3, 66, 21]]
+    )
+    indexed = torch.cat([gt_index[:, None].float(), rois], 1)
+    for aligned in (True, False):
+        full = roi_align(masks[:, None].float(), indexed, 28, 1.0, 0, aligned)[:, 0]
+        soft = mask_targets(masks, gt_index, rois, 28, aligned=aligned, binarize=False)
+        torch.testing.assert_close(soft, full, atol=1e-5, rtol=0)
+        hard = mask_targets(masks, gt_index, rois, 28, aligned=aligned)
+        clear = (full - 0.5).abs() > 1e-5  # values at 0.5 may round either way
+        assert torch.equal(hard[clear], (full[clear] >= 0.5).float())
+
+
+def test_no_positive_gives_no_target():
+    masks = rect_masks(10, 10, [(1, 1, 5, 5)])
+    assert mask_targets(masks, torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4), 28).shape == (0, 28, 28)
+
+
+def test_full_mask_pastes_exactly_its_integer_box():
+    probs = torch.ones(2, 28, 28)
+    boxes = torch.tensor([[10.0, 5, 30, 25], [-10, -10, 8, 12]])  # the second leaves the image
+    out = paste_masks(probs, boxes, (40, 50))
+    assert out.shape == (2, 40, 50) and out.dtype == torch.bool
+    assert torch.equal(out[0], rect_masks(40, 50, [(10, 5, 30, 25)])[0].bool())
+    assert torch.equal(out[1], rect_masks(40, 50, [(0, 0, 8, 12)])[0].bool())
+
+
+def test_half_mask_pastes_the_left_half_and_chunks_agree():
+    probs = torch.zeros(3, 28, 28)
+    probs[:, :, :14] = 1
+    boxes = torch.tensor([[0.0, 0, 20, 10], [4, 4, 44, 24], [30, 0, 50, 40]])
+    out = paste_masks(probs, boxes, (40, 50))
+    expected = rect_masks(40, 50, [(0, 0, 10, 10), (4, 4, 24, 24), (30, 0, 40, 40)]).bool()
+    assert torch.equal(out, expected)
+    assert torch.equal(paste_masks(probs, boxes, (40, 50), max_elements=1), out)  # one box per chunk
+
+
+@pytest.mark.parametrize("mode", ["mmdet", "torchvision"])
+def test_paste_of_no_detection_and_of_a_degenerate_box(mode):
+    assert paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), (7, 9), mode=mode).shape == (0, 7, 9)
+    out = paste_masks(torch.ones(1, 28, 28), torch.tensor([[3.0, 3, 3, 3]]), (7, 9), mode=mode)
+    assert out.shape == (1, 7, 9) and out.sum() <= 1
+
+
+def test_torchvision_mode_matches_torchvision_paste():
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.rand(6, 28, 28, generator=g)
+    boxes = torch.tensor([[3.2, 4.7, 40.1, 33.3], [0, 0, 64, 48], [20.5, 10, 22.5, 30], [50, 30, 70, 60],
+                          [-4, -3, 10, 9], [10, 10, 60, 47.9]])
+    ours = paste_masks(probs, boxes, (48, 64), mode="torchvision")
+    ref = paste_masks_in_image(probs[:, None], boxes, (48, 64))[:, 0] >= 0.5
+    mismatch = (ours != ref).flatten(1).sum(1)
+    assert (mismatch <= 2).all(), mismatch  # bilinear sampling vs interpolate: float rounding at 0.5
+
+
+def test_paste_in_original_undoes_scale_and_flip():
+    probs = torch.zeros(1, 28, 28)
+    probs[:, :, :14] = 1  # the box's left half
+    meta = ImageMeta(1, "a.jpg", ori_size=(20, 30), img_size=(40, 60), scale_factor=(2.0, 2.0), flip=True)
+    boxes = torch.tensor([[0.0, 0, 40, 20]])  # flipped input: in the original, x 10..30, y 0..10
+    torch.testing.assert_close(boxes_to_original(boxes, meta), torch.tensor([[10.0, 0, 30, 10]]))
+    out = paste_in_original(probs, boxes, meta)
+    # the left half in the flipped input is the right half in the original
+    assert torch.equal(out[0], rect_masks(20, 30, [(20, 0, 30, 10)])[0].bool())
