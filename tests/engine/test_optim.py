@@ -43,6 +43,16 @@ def test_norm_bias_default_groups() -> None:
     assert all(g["lr"] == 0.02 and g["lr_mult"] == 1.0 for g in groups)
 
 
+def test_bias_lr_mult_applies_to_biases_outside_norms() -> None:
+    model = Toy()
+    groups = build_param_groups(model, base_lr=0.01, weight_decay=1e-4, bias_lr_mult=2.0, bias_decay_mult=0.0)
+    by = _groups_by_param(groups, model)
+    assert by["head.0.bias"]["lr"] == pytest.approx(0.02) and by["head.0.bias"]["lr_mult"] == 2.0
+    assert by["head.0.bias"]["weight_decay"] == 0.0
+    assert by["head.1.bias"]["lr"] == pytest.approx(0.01)  # a norm layer's bias keeps the base lr
+    assert by["head.0.weight"]["lr"] == pytest.approx(0.01)
+
+
 def test_frozen_and_shared_parameters() -> None:
     model = Toy()
     groups = build_param_groups(model, base_lr=0.1, weight_decay=0.0)

@@ -66,3 +66,8 @@ def test_experiments_compose(compose_cfg, experiment, model, lr):
     assert cfg.name == experiment and cfg.optimizer.lr == lr
     assert cfg.hydra.runtime.choices.model == model
     assert cfg.model.bbox_head.num_classes == cfg.dataset.num_classes
+
+
+def test_fcos_coco_experiment_has_mmdetection_bias_settings(compose_cfg):
+    paramwise = compose_cfg(["experiment=fcos_r50_fpn_gn-head_1x_coco"]).module.paramwise
+    assert paramwise.bias_lr_mult == 2.0 and paramwise.bias_decay_mult == 0.0

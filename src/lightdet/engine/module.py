@@ -27,7 +27,7 @@ __all__ = ["CONFIG_KEY", "DetectionModule", "NonFiniteLossError"]
 #: Checkpoint key under which the composed run config is stored (see ``DetectionModule.lightdet_config``).
 CONFIG_KEY = "lightdet_config"
 
-_PARAMWISE_KEYS = ("norm_decay_mult", "bias_decay_mult", "custom_keys")
+_PARAMWISE_KEYS = ("norm_decay_mult", "bias_decay_mult", "bias_lr_mult", "custom_keys")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -89,7 +89,7 @@ class DetectionModule(L.LightningModule):
             None: a constant lr.
         evaluator: accumulates validation/test detections; None: validation only runs ``predict``.
         paramwise: keyword arguments of :func:`~lightdet.engine.build_param_groups` (``norm_decay_mult``,
-            ``bias_decay_mult``, ``custom_keys``).
+            ``bias_decay_mult``, ``bias_lr_mult``, ``custom_keys``).
         auto_scale_lr: scale the lr linearly by the global batch
             (``batch_size * world_size * accumulate_grad_batches``) against ``base_batch_size``.
         base_batch_size: the global batch the configured lr was published for.

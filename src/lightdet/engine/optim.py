@@ -39,6 +39,7 @@ def build_param_groups(
     weight_decay: float,
     norm_decay_mult: float = 1.0,
     bias_decay_mult: float = 1.0,
+    bias_lr_mult: float = 1.0,
     custom_keys: Mapping[str, Mapping[str, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Splits the trainable parameters into optimizer groups with their own lr and weight decay.
@@ -47,7 +48,7 @@ def build_param_groups(
     other parameter named ``bias``) or ``default``. Its weight decay is ``weight_decay`` times
     ``norm_decay_mult`` / ``bias_decay_mult`` for its kind, times the ``decay_mult`` of the longest
     ``custom_keys`` prefix its full name starts with; its lr is ``base_lr`` times that prefix's
-    ``lr_mult``. (Unlike MMDetection, a custom key composes with the norm/bias multipliers instead of
+    ``lr_mult`` (times ``bias_lr_mult`` for a ``bias`` parameter). (Unlike MMDetection, a custom key composes with the norm/bias multipliers instead of
     replacing them, so ``{backbone: {lr_mult: 0.1}}`` keeps the backbone's norms free of decay.)
 
     Args:
@@ -55,6 +56,7 @@ def build_param_groups(
             parameter is listed once.
         base_lr, weight_decay: the optimizer's lr and weight decay.
         norm_decay_mult, bias_decay_mult: decay multipliers for norm and bias parameters.
+        bias_lr_mult: lr multiplier for bias parameters outside norm layers (MMDetection's FCOS uses 2).
         custom_keys: ``{name prefix: {"lr_mult": float, "decay_mult": float}}`` (both optional).
 
     Returns:
@@ -81,7 +83,7 @@ def build_param_groups(
             decay = {"norm": norm_decay_mult, "bias": bias_decay_mult, "default": 1.0}[kind]
             prefix = _match_prefix(full_name, prefixes)
             custom = custom_keys.get(prefix, {}) if prefix is not None else {}
-            lr_mult = float(custom.get("lr_mult", 1.0))
+            lr_mult = float(custom.get("lr_mult", 1.0)) * (bias_lr_mult if kind == "bias" else 1.0)
             decay *= float(custom.get("decay_mult", 1.0))
             name = f"{prefix}:{kind}" if prefix is not None else kind
             group = groups.setdefault(
