@@ -40,7 +40,8 @@ def norm_attribute(norm: str) -> str:
 class ConvModule(nn.Module):
     """``Conv2d`` -> optional norm -> optional ReLU, with MMDetection's names (``conv``, ``bn``/``gn``).
 
-    The convolution has a bias only when there is no norm layer.
+    The convolution has a bias only when there is no norm layer, unless ``bias`` says otherwise
+    (torchvision's FCOS towers have one before their GroupNorm).
     Shapes: ``[B, C_in, H, W] -> [B, C_out, H', W']``.
     """
 
@@ -54,9 +55,11 @@ class ConvModule(nn.Module):
         padding: int = 0,
         norm: str | None = None,
         relu: bool = False,
+        bias: bool | None = None,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=norm is None)
+        bias = norm is None if bias is None else bias
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
         self.norm_name = norm_attribute(norm) if norm is not None else None
         if norm is not None:
             self.add_module(self.norm_name, build_norm(norm, out_channels))

@@ -1,8 +1,8 @@
 """Dense heads: predictions at every position of a feature pyramid."""
 
-from lightdet.models.dense_heads.dense_utils import Scale, TowerConv
+from lightdet.models.dense_heads.dense_utils import Scale
 from lightdet.models.dense_heads.fcos_head import FCOSHead, FCOSOutputs
 from lightdet.models.dense_heads.retina_head import RetinaHead
 from lightdet.models.dense_heads.rpn_head import Proposals, RPNHead
 
-__all__ = ["FCOSHead", "FCOSOutputs", "Proposals", "RPNHead", "RetinaHead", "Scale", "TowerConv"]
+__all__ = ["FCOSHead", "FCOSOutputs", "Proposals", "RPNHead", "RetinaHead", "Scale"]

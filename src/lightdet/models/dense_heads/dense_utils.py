@@ -9,45 +9,27 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightdet.models.layers import build_norm, norm_attribute
+from lightdet.models.layers import ConvModule
 from lightdet.models.ops.assigner import IGNORED
 from lightdet.models.ops.nms import NMS, SoftNMS
 from lightdet.structures import Detections
 
 
-class TowerConv(nn.Module):
-    """3x3 conv -> optional norm -> ReLU, named as MMDetection's ConvModule (``conv``, ``gn``/``bn``).
-
-    Args:
-        conv_bias: whether the conv has a bias; ``None`` means "only without a norm" (MMDetection's
-            ``'auto'``). torchvision's FCOS towers have a bias before their GroupNorm.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, *, norm: str | None = None, conv_bias: bool | None = None
-    ) -> None:
-        super().__init__()
-        bias = norm is None if conv_bias is None else conv_bias
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias)
-        self.norm_name = norm_attribute(norm) if norm is not None else None
-        if norm is not None:
-            self.add_module(self.norm_name, build_norm(norm, out_channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.norm_name is not None:
-            x = getattr(self, self.norm_name)(x)
-        return torch.relu(x)
-
-
 def build_tower(
     in_channels: int, feat_channels: int, num_convs: int, *, norm: str | None, conv_bias: bool | None
 ) -> nn.Sequential:
-    """``num_convs`` :class:`TowerConv` s (keys ``{i}.conv``, ``{i}.gn``); weights ~ N(0, 0.01), biases 0."""
+    """``num_convs`` 3x3 conv -> norm -> ReLU blocks (keys ``{i}.conv``, ``{i}.gn``); weights ~ N(0, 0.01).
+
+    ``conv_bias``: whether the convs have a bias; ``None`` means "only without a norm" (MMDetection's
+    ``'auto'``).
+    """
     tower = nn.Sequential(*(
-        TowerConv(in_channels if i == 0 else feat_channels, feat_channels, norm=norm, conv_bias=conv_bias)
+        ConvModule(
+            in_channels if i == 0 else feat_channels, feat_channels, 3, padding=1, norm=norm, relu=True,
+            bias=conv_bias,
+        )
         for i in range(num_convs)
-    ))
+    ))  # fmt: skip
     for m in tower.modules():
         if isinstance(m, nn.Conv2d):
             init_conv(m)
