@@ -69,7 +69,7 @@ def test_equals_torchvision_anchor_generator():
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="either scales"):
+    with pytest.raises(ValueError, match="exactly one of scales"):
         AnchorGenerator([4], scales=[8], octave_base_scale=4, scales_per_octave=3)
     with pytest.raises(ValueError, match="base_sizes"):
         AnchorGenerator([4, 8], base_sizes=[4])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lightdet.models import FCOSAssigner, PointGenerator, SizedAnchorGenerator
+from lightdet.models import AnchorGenerator, FCOSAssigner, PointGenerator
 from lightdet.models.ops.assigner import IGNORED, NEGATIVE
 from lightdet.models.ops.points import box_to_distance, centerness, distance_to_box
 
@@ -59,7 +59,7 @@ def test_sized_anchors_match_torchvision():
     from torchvision.models.detection.image_list import ImageList
 
     sizes = ((32, 40, 50), (64, 80, 101))
-    ours = SizedAnchorGenerator([8, 16], sizes, round_base_anchors=True, strides_from_image=True)
+    ours = AnchorGenerator([8, 16], scales=None, sizes=sizes, round_base_anchors=True, strides_from_image=True)
     assert ours.num_base_anchors == 9
     feats = [torch.zeros(1, 1, 6, 5), torch.zeros(1, 1, 3, 3)]
     images = ImageList(torch.zeros(1, 3, 48, 40), [(48, 40)])
@@ -67,4 +67,6 @@ def test_sized_anchors_match_torchvision():
     got = torch.cat(ours([(6, 5), (3, 3)], (48, 40)))
     torch.testing.assert_close(got, reference[0])
     with pytest.raises(ValueError, match="size list"):
-        SizedAnchorGenerator([8, 16], [(32, 40), (64,)])
+        AnchorGenerator([8, 16], scales=None, sizes=[(32, 40), (64,)])
+    with pytest.raises(ValueError, match="exactly one of"):
+        AnchorGenerator([8, 16], scales=(8.0,), sizes=sizes)

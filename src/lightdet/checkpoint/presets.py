@@ -99,7 +99,7 @@ _TV_P3P7 = (
 _TV_RETINA_ANCHORS = "model.bbox_head.anchor_generator"
 # torchvision lists int(size * 2 ** (i / 3)) per level, which shared scales cannot reproduce.
 _TV_RETINA_ANCHOR_NODE = (
-    "{_target_:lightdet.models.SizedAnchorGenerator,strides:[8,16,32,64,128],"
+    "{_target_:lightdet.models.AnchorGenerator,strides:[8,16,32,64,128],scales:null,"
     "sizes:[[32,40,50],[64,80,101],[128,161,203],[256,322,406],[512,645,812]],ratios:[0.5,1.0,2.0],"
     "center_offset:0.0,round_base_anchors:true,strides_from_image:true}"
 )

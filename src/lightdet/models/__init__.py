@@ -29,7 +29,6 @@ from lightdet.models.ops import (
 )
 from lightdet.models.ops.fcos_assigner import FCOSAssigner
 from lightdet.models.ops.points import PointGenerator
-from lightdet.models.ops.sized_anchors import SizedAnchorGenerator
 from lightdet.models.preprocessor import DetPreprocessor
 from lightdet.models.roi_heads import (
     BBoxHead,
@@ -59,7 +58,6 @@ __all__ = [
     "PointGenerator",
     "RetinaHead",
     "SingleStageDetector",
-    "SizedAnchorGenerator",
     "Detector",
     "FCNMaskHead",
     "FPN",

@@ -19,9 +19,13 @@ class AnchorGenerator:
         strides: pyramid strides, e.g. ``(4, 8, 16, 32, 64)``.
         ratios: aspect ratios ``h / w``.
         scales: multipliers of the base size (MMDetection's ``scales=[8]``: sizes 32..512 on strides 4..64).
-            Exactly one of ``scales`` / ``octave_base_scale`` (with ``scales_per_octave``) is used.
+            Exactly one of ``scales`` / ``octave_base_scale`` (with ``scales_per_octave``) / ``sizes`` is
+            used.
         base_sizes: per-level base size; defaults to the strides.
         octave_base_scale, scales_per_octave: RetinaNet-style scales ``base * 2 ** (i / n)``, ``i < n``.
+        sizes: per level, the anchor sizes as given (the same count on every level), as torchvision's
+            ``AnchorGenerator(sizes, aspect_ratios)``: its RetinaNet lists truncated sizes
+            ``(32, 40, 50), (64, 80, 101), ...`` that no set of shared scales reproduces.
         center_offset: anchor centre offset, as a fraction of the stride.
         round_base_anchors: round base anchor coordinates to integers (torchvision's ``AnchorGenerator``).
         strides_from_image: take each level's stride as ``padded_image_size // feature_size`` per axis, as
@@ -38,42 +42,53 @@ class AnchorGenerator:
         base_sizes: Sequence[float] | None = None,
         octave_base_scale: float | None = None,
         scales_per_octave: int | None = None,
+        sizes: Sequence[Sequence[float]] | None = None,
         center_offset: float = 0.0,
         round_base_anchors: bool = False,
         strides_from_image: bool = False,
     ) -> None:
         octave = octave_base_scale is not None
-        if octave == (scales is not None) or octave != (scales_per_octave is not None):
+        if (octave + (scales is not None) + (sizes is not None)) != 1 or octave != (scales_per_octave is not None):
             raise ValueError(
-                "AnchorGenerator: give either scales or both octave_base_scale and scales_per_octave"
+                "AnchorGenerator: give exactly one of scales, sizes, or octave_base_scale with scales_per_octave"
             )
         if octave_base_scale is not None:
             scales = [octave_base_scale * 2 ** (i / scales_per_octave) for i in range(scales_per_octave)]
         if base_sizes is not None and len(base_sizes) != len(strides):
             raise ValueError(f"AnchorGenerator: {len(base_sizes)} base_sizes for {len(strides)} strides")
+        counts = {len(level) for level in sizes} if sizes is not None else set()
+        if sizes is not None and (len(sizes) != len(strides) or len(counts) != 1):
+            raise ValueError(
+                f"AnchorGenerator: need one equally long size list per stride, got {len(sizes)} lists "
+                f"of lengths {sorted(counts)} for {len(strides)} strides"
+            )
         self.strides = [int(s) for s in strides]
         self.base_sizes = [float(b) for b in (base_sizes if base_sizes is not None else strides)]
         self.ratios = [float(r) for r in ratios]
-        self.scales = [float(s) for s in scales]  # type: ignore[union-attr]
+        self.sizes = [[float(x) for x in level] for level in sizes] if sizes is not None else None
+        self.scales = [float(s) for s in scales] if scales is not None else [1.0] * counts.pop()
         self.center_offset = center_offset
         self.round_base_anchors = round_base_anchors
         self.strides_from_image = strides_from_image
-        self.base_anchors = [self._base_anchors(b, s) for b, s in zip(self.base_sizes, self.strides)]
+        self.base_anchors = [self._base_anchors(i) for i in range(len(self.strides))]
 
     @property
     def num_base_anchors(self) -> int:
         """Anchors per position (the same on every level)."""
         return len(self.ratios) * len(self.scales)
 
-    def _base_anchors(self, base_size: float, stride: int) -> Tensor:
-        """``[A, 4]`` anchors centred on the first position of a level."""
-        ratios = torch.tensor(self.ratios)
-        scales = torch.tensor(self.scales)
-        h_ratios = ratios.sqrt()
-        w_ratios = 1 / h_ratios
-        ws = (base_size * w_ratios[:, None] * scales[None, :]).reshape(-1)
-        hs = (base_size * h_ratios[:, None] * scales[None, :]).reshape(-1)
-        c = self.center_offset * stride
+    def _base_anchors(self, level: int) -> Tensor:
+        """``[A, 4]`` anchors centred on the first position of ``level``, ratio-major."""
+        h_ratios = torch.tensor(self.ratios).sqrt()
+        if self.sizes is not None:
+            sizes = torch.tensor(self.sizes[level])
+            ws = (sizes[None, :] / h_ratios[:, None]).reshape(-1)
+            hs = (sizes[None, :] * h_ratios[:, None]).reshape(-1)
+        else:
+            base_size, scales = self.base_sizes[level], torch.tensor(self.scales)
+            ws = (base_size * (1 / h_ratios)[:, None] * scales[None, :]).reshape(-1)
+            hs = (base_size * h_ratios[:, None] * scales[None, :]).reshape(-1)
+        c = self.center_offset * self.strides[level]
         anchors = torch.stack([c - 0.5 * ws, c - 0.5 * hs, c + 0.5 * ws, c + 0.5 * hs], dim=-1)
         return anchors.round() if self.round_base_anchors else anchors
 
@@ -114,7 +129,7 @@ class AnchorGenerator:
     def __repr__(self) -> str:
         return (
             f"AnchorGenerator(strides={self.strides}, ratios={self.ratios}, scales={self.scales}, "
-            f"base_sizes={self.base_sizes}, center_offset={self.center_offset}, "
+            f"base_sizes={self.base_sizes}, sizes={self.sizes}, center_offset={self.center_offset}, "
             f"round_base_anchors={self.round_base_anchors}, strides_from_image={self.strides_from_image})"
         )
 
