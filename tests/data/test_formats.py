@@ -13,6 +13,7 @@ from PIL import Image
 from lightdet.data import CocoDataset, MiddleDataset, VocDataset, dataset_from_file
 from lightdet.data.converters import coco_to_middle, images_to_coco, middle_to_coco, voc_to_coco, yolo_to_coco
 from lightdet.data.datasets import detect_format, voc_image_ids
+from lightdet.data.datasets.files import default_image_folder
 
 
 def _records(ds):
@@ -156,3 +157,19 @@ def test_dataset_from_file_detects_formats(tmp_path, coco_dir):
     assert isinstance(dataset_from_file(split, classes=["cat", "dog"]), VocDataset)
     with pytest.raises(ValueError, match="cannot tell the annotation format"):
         detect_format(Path("labels.csv"))
+
+
+def test_default_image_folder_follows_common_layouts(tiny_shapes, tmp_path):
+    # shapes / COCO layout: annotations/val.json beside val/
+    val = tiny_shapes / "annotations" / "val.json"
+    first = json.loads(val.read_text())["images"][0]["file_name"]
+    assert default_image_folder(val, first) == tiny_shapes / "val"
+    assert dataset_from_file(val).img_dir == tiny_shapes / "val"
+    # instances_val2017.json -> val2017/
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val2017").mkdir()
+    (tmp_path / "val2017" / "a.jpg").write_bytes(b"")
+    ann = tmp_path / "annotations" / "instances_val2017.json"
+    assert default_image_folder(ann, "a.jpg") == tmp_path / "val2017"
+    # nothing found: the file's own folder (the check then reports the missing images there)
+    assert default_image_folder(ann, "b.jpg") == tmp_path / "annotations"

@@ -38,7 +38,11 @@ def _classes_arg(values: list[str] | None) -> Any:
 
 def _add_target(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", nargs="*", metavar="FILE_OR_OVERRIDE", help=_TARGET_HELP)
-    p.add_argument("--img-dir", help="image folder of FILE (default: FILE's folder; VOC: the year folder)")
+    p.add_argument(
+        "--img-dir",
+        help="image folder of FILE (default: FILE's folder, or beside an annotations/ folder the one named "
+        "after FILE, e.g. annotations/instances_val2017.json -> val2017/, or images/; VOC: the year folder)",
+    )
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="classes to check FILE against: names, or one classes.txt (default: the file's own)")
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lightdet.data.classes import ClassesSpec, load_class_names
-from lightdet.data.datasets.files import detect_format
+from lightdet.data.datasets.files import default_image_folder, detect_format
 from lightdet.data.datasets.middle import read_middle
 from lightdet.data.datasets.voc import VOC_CLASSES, read_voc_split
 
@@ -111,13 +111,15 @@ def load_as_coco(
         root = Path(img_dir) if img_dir is not None else path.parents[2]
         coco, box_format = _voc_as_coco(path, root, classes or list(VOC_CLASSES))
         return coco, box_format, root / "JPEGImages"
-    folder = Path(img_dir) if img_dir is not None else path.parent
     if fmt == "middle":
-        return (*_middle_as_coco(path, classes), folder)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or "images" not in data:
-        raise ValueError(f"{path}: not a COCO annotation file (no top-level `images`)")
-    return data, "xywh", folder
+        coco, box_format = _middle_as_coco(path, classes)
+    else:
+        coco, box_format = json.loads(path.read_text(encoding="utf-8")), "xywh"
+        if not isinstance(coco, dict) or "images" not in coco:
+            raise ValueError(f"{path}: not a COCO annotation file (no top-level `images`)")
+    first = coco["images"][0].get("file_name") if coco["images"] else None
+    folder = Path(img_dir) if img_dir is not None else default_image_folder(path, first)
+    return coco, box_format, folder
 
 
 def _check_images(report: SplitReport, images: list[dict[str, Any]], folder: Path | None) -> None:
