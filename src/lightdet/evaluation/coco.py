@@ -23,7 +23,7 @@ import pycocotools.mask as mask_utils
 import torch
 
 from lightdet.data.classes import load_class_names
-from lightdet.evaluation.distributed import all_gather_results, is_rank_zero, merge_rank_results
+from lightdet.evaluation.distributed import PerImageResults, is_rank_zero
 from lightdet.evaluation.result import COCO_STAT_NAMES, EvalResult
 from lightdet.structures import Detections, ImageMeta, xyxy_to_xywh
 
@@ -95,7 +95,7 @@ def _encode_masks(masks: torch.Tensor | None, meta: ImageMeta) -> list[dict[str,
     return rles
 
 
-class CocoEvaluator:
+class CocoEvaluator(PerImageResults):
     """Accumulates detections image by image and computes COCO metrics for the processed images.
 
     Args:
@@ -168,23 +168,6 @@ class CocoEvaluator:
             self._gt = gt
         return self._gt
 
-    @property
-    def class_names(self) -> list[str]:
-        """Names of labels ``0..K-1`` (reads the annotation file on first access)."""
-        self._ground_truth()
-        return list(self._class_names)
-
-    @property
-    def num_images(self) -> int:
-        """Number of distinct images processed since the last :meth:`reset`."""
-        return len(set(self._image_ids))
-
-    # -- accumulation ---------------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Forgets every processed image."""
-        self._image_ids: list[int] = []
-        self._results: list[list[dict[str, Any]]] = []
-
     def process(self, detections: Sequence[Detections], metas: Sequence[ImageMeta]) -> None:
         """Converts one batch of detections to COCO result dicts and stores them with their image ids.
 
@@ -226,26 +209,6 @@ class CocoEvaluator:
                 record["segmentation"] = rle
         return records
 
-    def state(self) -> tuple[list[int], list[list[dict[str, Any]]]]:
-        """``(image_ids, per-image COCO result dicts)`` processed so far (copies), as :meth:`sync` gathers."""
-        return list(self._image_ids), [list(r) for r in self._results]
-
-    def load_state(self, state: tuple[Sequence[int], Sequence[list[dict[str, Any]]]]) -> None:
-        """Replaces the processed results by ``state`` (e.g. ranks merged by ``merge_rank_results``)."""
-        image_ids, results = state
-        if len(image_ids) != len(results):
-            raise ValueError(
-                f"load_state: {len(image_ids)} image ids but {len(results)} per-image result lists"
-            )
-        self._image_ids, self._results = [int(i) for i in image_ids], [list(r) for r in results]
-
-    def sync(self) -> None:
-        """Replaces the local results by the de-duplicated union over all ranks (no-op in one process).
-
-        Every rank must call it (it is a collective); afterwards :meth:`compute` agrees on all ranks.
-        """
-        self._image_ids, self._results = all_gather_results(self._image_ids, self._results)
-
     # -- metrics --------------------------------------------------------------------------------------
     def compute(self) -> EvalResult:
         """COCO metrics over the processed images (each counted once). Writes ``outfile`` if set.
@@ -253,7 +216,7 @@ class CocoEvaluator:
         Raises:
             RuntimeError: when no image was processed.
         """
-        image_ids, per_image = merge_rank_results([(self._image_ids, self._results)])
+        image_ids, per_image = self.merged()
         if not image_ids:
             raise RuntimeError(f"CocoEvaluator({self.ann_file}): no images were processed before compute()")
         results = [r for image_results in per_image for r in image_results]

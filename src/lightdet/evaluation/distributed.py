@@ -8,12 +8,13 @@ single-process run.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 import torch.distributed as dist
 
-__all__ = ["RankResults", "merge_rank_results", "all_gather_results", "is_rank_zero"]
+__all__ = ["RankResults", "PerImageResults", "merge_rank_results", "all_gather_results", "is_rank_zero"]
 
 #: One rank's results: the image ids it processed, in order, and per image the list of its COCO result
 #: dicts (``results[i]`` belongs to ``image_ids[i]``).
@@ -74,3 +75,58 @@ def all_gather_results(
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, local)
     return merge_rank_results(gathered)
+
+
+class PerImageResults(ABC):
+    """What every evaluator shares: per-image result lists keyed by image id, gathered across ranks.
+
+    Subclasses load their ground truth in ``_ground_truth()`` (setting ``_class_names``) and append to
+    ``_image_ids`` / ``_results`` in ``process``; ``compute`` reads :meth:`merged`.
+    """
+
+    _class_names: list[str]
+
+    @abstractmethod
+    def _ground_truth(self) -> Any:
+        """Loads the ground truth once (and sets ``_class_names``); returns it."""
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of labels ``0..K-1`` (reads the annotation file on first access)."""
+        self._ground_truth()
+        return list(self._class_names)
+
+    @property
+    def num_images(self) -> int:
+        """Number of distinct images processed since the last :meth:`reset`."""
+        return len(set(self._image_ids))
+
+    def reset(self) -> None:
+        """Forgets every processed image."""
+        self._image_ids: list[int] = []
+        self._results: list[list[dict[str, Any]]] = []
+
+    def state(self) -> tuple[list[int], list[list[dict[str, Any]]]]:
+        """``(image_ids, per-image result dicts)`` processed so far (copies), as :meth:`sync` gathers."""
+        return list(self._image_ids), [list(r) for r in self._results]
+
+    def load_state(self, state: RankResults) -> None:
+        """Replaces the processed results by ``state`` (e.g. ranks merged by ``merge_rank_results``)."""
+        image_ids, results = state
+        if len(image_ids) != len(results):
+            raise ValueError(
+                f"load_state: {len(image_ids)} image ids but {len(results)} per-image result lists"
+            )
+        self._image_ids, self._results = [int(i) for i in image_ids], [list(r) for r in results]
+
+    def sync(self) -> None:
+        """Replaces the local results by the de-duplicated union over all ranks (no-op in one process).
+
+        Every rank must call it (it is a collective); afterwards ``compute`` agrees on all ranks.
+        """
+        self._image_ids, self._results = all_gather_results(self._image_ids, self._results)
+
+    def merged(self) -> tuple[list[int], list[list[dict[str, Any]]]]:
+        """The processed images, each once (first occurrence), with their results."""
+        return merge_rank_results([(self._image_ids, self._results)])
+

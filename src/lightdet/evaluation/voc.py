@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import StringIO
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from torchvision.ops import box_iou
 
-from lightdet.evaluation.distributed import all_gather_results, merge_rank_results
+from lightdet.evaluation.distributed import PerImageResults
 from lightdet.evaluation.result import EvalResult
 from lightdet.structures import Detections, ImageMeta
 
@@ -106,7 +106,7 @@ class VocEvalResult(EvalResult):
         return buffer.getvalue()
 
 
-class VocEvaluator:
+class VocEvaluator(PerImageResults):
     """Accumulates detections image by image; computes VOC AP per class and their mean.
 
     Args:
@@ -155,19 +155,6 @@ class VocEvaluator:
             self._gt = gt
         return self._gt
 
-    @property
-    def class_names(self) -> list[str]:
-        self._ground_truth()
-        return list(self._class_names)
-
-    @property
-    def num_images(self) -> int:
-        return len(set(self._image_ids))
-
-    def reset(self) -> None:
-        self._image_ids: list[int] = []
-        self._results: list[list[dict[str, Any]]] = []
-
     def process(self, detections: Sequence[Detections], metas: Sequence[ImageMeta]) -> None:
         """Stores one batch: per image, boxes ``[N, 4]`` xyxy in original pixels, scores, labels ``0..K-1``."""
         if len(detections) != len(metas):
@@ -183,13 +170,9 @@ class VocEvaluator:
             self._image_ids.append(int(meta.image_id))
             self._results.append([{"boxes": det.boxes.float(), "scores": det.scores.float(), "labels": det.labels}])
 
-    def sync(self) -> None:
-        """Replaces the local results by the de-duplicated union over all ranks (a collective)."""
-        self._image_ids, self._results = all_gather_results(self._image_ids, self._results)
-
     def compute(self) -> VocEvalResult:
         """VOC metrics over the processed images (each counted once)."""
-        image_ids, per_image = merge_rank_results([(self._image_ids, self._results)])
+        image_ids, per_image = self.merged()
         if not image_ids:
             raise RuntimeError(f"VocEvaluator({self.ann_file}): no images were processed before compute()")
         ap = np.array([[self._class_ap(c, t, image_ids, per_image) for c in range(len(self._class_names))]
