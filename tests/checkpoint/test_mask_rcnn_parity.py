@@ -4,11 +4,10 @@ Seeded random weights (no download), spread out as in the Faster R-CNN parity te
 several classes pass the score threshold; one 320 px image that torchvision's transform does not resize.
 """
 
-from pathlib import Path
 
 import pytest
 import torch
-from test_torchvision_parity import smooth_image
+from parity_helpers import smooth_image, two_stage_reference
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
 from lightdet.checkpoint import build_model, convert
@@ -16,22 +15,6 @@ from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 ARCH = "maskrcnn_resnet50_fpn"
 SIZE = (320, 288)
-
-
-def reference_model(path: Path) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=288, max_size=320).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.0)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        model.rpn.head.cls_logits.weight.normal_(0, 0.3)
-        model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.3)
-    torch.save(model.state_dict(), path)
-    return model
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -43,7 +26,7 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_converted_torchvision_mask_rcnn_reproduces_torchvision(tmp_path):
-    reference = reference_model(tmp_path / "tv.pth")
+    reference = two_stage_reference(maskrcnn_resnet50_fpn, tmp_path / "tv.pth", min_size=288, max_size=320)
     ours = build_model("torchvision", ARCH, device="cpu").eval()
     loaded = torch.load(tmp_path / "tv.pth", map_location="cpu", weights_only=True)
     state, report, _ = convert("torchvision", ARCH, loaded, target=ours.state_dict())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from parity_helpers import randomize_norms, smooth_image
 from torch import nn
 from torchvision.models.detection import fcos_resnet50_fpn, retinanet_resnet50_fpn
 
@@ -22,14 +23,8 @@ SIZES = [(256, 320), (256, 256)]
 
 
 def spread_weights(model: nn.Module, cls_logits: nn.Conv2d, cls_std: float) -> None:
+    randomize_norms(model, (nn.BatchNorm2d, nn.GroupNorm), weight_high=1.5)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
         cls_logits.weight.normal_(0, cls_std)
         cls_logits.bias.zero_()
         num_anchors = cls_logits.out_channels // 91
@@ -37,12 +32,7 @@ def spread_weights(model: nn.Module, cls_logits: nn.Conv2d, cls_std: float) -> N
 
 
 def smooth_images(g: torch.Generator) -> list[torch.Tensor]:
-    images = []
-    for h, w in SIZES:
-        low = torch.rand(1, 3, h // 16, w // 16, generator=g)
-        image = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[0]
-        images.append((image * 255).round().to(torch.uint8))
-    return images
+    return [smooth_image(h, w, g) for h, w in SIZES]
 
 
 def converted_model(arch: str, reference: nn.Module, path: Path) -> nn.Module:

@@ -5,10 +5,10 @@ out so that proposals are not ties and many detections pass the score threshold.
 in torchvision's transform and are not multiples of 64, so torchvision's P6 anchor stride quirk is exercised.
 """
 
-from pathlib import Path
 
 import pytest
 import torch
+from parity_helpers import smooth_image, two_stage_reference
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from lightdet.checkpoint import build_model, convert
@@ -16,28 +16,6 @@ from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 ARCH = "fasterrcnn_resnet50_fpn"
 SIZES = [(288, 608), (288, 288)]
-
-
-def reference_model(path: Path) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, min_size=288, max_size=608).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.0)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-        model.rpn.head.cls_logits.weight.normal_(0, 0.3)
-        model.roi_heads.box_predictor.cls_score.weight.normal_(0, 0.3)
-    torch.save(model.state_dict(), path)
-    return model
-
-
-def smooth_image(h: int, w: int, g: torch.Generator) -> torch.Tensor:
-    low = torch.rand(1, 3, h // 16, w // 16, generator=g)
-    image = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[0]
-    return (image * 255).round().to(torch.uint8)
 
 
 def same_boxes(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
@@ -51,7 +29,7 @@ def same_boxes(a: torch.Tensor, b: torch.Tensor, tol: float) -> bool:
 
 @pytest.mark.slow
 def test_converted_torchvision_weights_reproduce_torchvision(tmp_path):
-    reference = reference_model(tmp_path / "tv.pth")
+    reference = two_stage_reference(fasterrcnn_resnet50_fpn, tmp_path / "tv.pth", min_size=288, max_size=608)
     ours = build_model("torchvision", ARCH, device="cpu").eval()
     loaded = torch.load(tmp_path / "tv.pth", map_location="cpu", weights_only=True)
     state, report, _ = convert("torchvision", ARCH, loaded, target=ours.state_dict())
