@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightdet.structures import DetBatch, DetSample, ImageMeta
+
 
 def randomize_norms(
     model: nn.Module, kinds: tuple[type[nn.Module], ...] = (nn.BatchNorm2d,), weight_high: float = 1.0
@@ -44,3 +46,12 @@ def smooth_image(h: int, w: int, g: torch.Generator) -> torch.Tensor:
     low = torch.rand(1, 3, h // 16, w // 16, generator=g)
     image = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear")[0]
     return (image * 255).round().to(torch.uint8)
+
+
+def unlabelled_batch(images: list[torch.Tensor]) -> DetBatch:
+    """A ``DetBatch`` of ``images`` at their own size (no resize), without targets; image ids 0, 1, ..."""
+    return DetBatch.collate([
+        DetSample(image=im, boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
+                  meta=ImageMeta(i, f"{i}.jpg", im.shape[1:], im.shape[1:]))
+        for i, im in enumerate(images)
+    ])  # fmt: skip

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from parity_helpers import randomize_norms, smooth_image
+from parity_helpers import randomize_norms, smooth_image, unlabelled_batch
 from torch import nn
 from torchvision.models.detection import fcos_resnet50_fpn, retinanet_resnet50_fpn
 
 from lightdet.checkpoint import build_model, convert
-from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 SIZES = [(256, 320), (256, 256)]
 
@@ -49,11 +48,7 @@ def check_same_detections(reference: nn.Module, ours: nn.Module, min_count: int)
     images = smooth_images(torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = reference([im.float() / 255 for im in images])
-    batch = DetBatch.collate([
-        DetSample(image=im, boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
-                  meta=ImageMeta(i, f"{i}.jpg", im.shape[1:], im.shape[1:]))
-        for i, im in enumerate(images)
-    ])
+    batch = unlabelled_batch(images)
     detections = ours.predict(batch)
     for ref, det in zip(expected, detections):
         assert len(det) == len(ref["boxes"]) >= min_count

@@ -8,11 +8,10 @@ in torchvision's transform and are not multiples of 64, so torchvision's P6 anch
 
 import pytest
 import torch
-from parity_helpers import smooth_image, two_stage_reference
+from parity_helpers import smooth_image, two_stage_reference, unlabelled_batch
 from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
 from lightdet.checkpoint import build_model, convert
-from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 ARCH = "fasterrcnn_resnet50_fpn"
 SIZES = [(288, 608), (288, 288)]
@@ -42,11 +41,7 @@ def test_converted_torchvision_weights_reproduce_torchvision(tmp_path):
     reference.rpn.register_forward_hook(lambda module, args, out: captured.update(proposals=out[0]))
     with torch.no_grad():
         expected = reference([im.float() / 255 for im in images])
-    batch = DetBatch.collate([
-        DetSample(image=im, boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
-                  meta=ImageMeta(i, f"{i}.jpg", im.shape[1:], im.shape[1:]))
-        for i, im in enumerate(images)
-    ])
+    batch = unlabelled_batch(images)
     proposals = ours.predict_proposals(batch)
     detections = ours.predict(batch)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,19 @@ __all__ = ["RecordDataset", "PipelineSpec", "build_pipeline"]
 
 PipelineSpec = Callable[[Any], DetSample] | Sequence[Transform] | None
 """A dataset's ``pipeline`` argument: a callable, a list of transforms, or None for ``[LoadImage()]``."""
+
+
+_PATH_HINT = (
+    "In lightdet's configs it derives from `dataset.data_root` (by default ${paths.data_dir}/<dataset "
+    "name>, and paths.data_dir defaults to $LIGHTDET_DATA or ./data): set dataset.data_root=... or "
+    "paths.data_dir=... on the command line."
+)
+
+
+def require_path(path: Path, what: str, arg: str, owner: str) -> None:
+    """Raises ``FileNotFoundError`` naming ``owner``, ``what``, the path and the argument when it is missing."""
+    if not path.exists():
+        raise FileNotFoundError(f"{owner}: {what} {str(path)!r} does not exist (argument `{arg}`). {_PATH_HINT}")
 
 
 def build_pipeline(pipeline: PipelineSpec) -> Callable[[Any], Any]:

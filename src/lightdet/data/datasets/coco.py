@@ -20,18 +20,12 @@ from typing import Any
 import numpy as np
 
 from lightdet.data.classes import ClassesSpec, match_categories
-from lightdet.data.datasets.base import PipelineSpec, RecordDataset
+from lightdet.data.datasets.base import PipelineSpec, RecordDataset, require_path
 from lightdet.data.records import ImageRecord
 
 __all__ = ["CocoDataset"]
 
 logger = logging.getLogger(__name__)
-
-_PATH_HINT = (
-    "In lightdet's configs it derives from `dataset.data_root` (by default ${paths.data_dir}/<dataset "
-    "name>, and paths.data_dir defaults to $LIGHTDET_DATA or ./data): set dataset.data_root=... or "
-    "paths.data_dir=... on the command line."
-)
 
 
 @dataclass
@@ -44,13 +38,6 @@ class _AnnTable:
     bboxes: np.ndarray  # float64 [M, 4] xywh
     crowd: np.ndarray  # bool [M]
     segmentations: list[Any]  # [M]
-
-
-def _require(path: Path, what: str, arg: str) -> None:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"CocoDataset: {what} {str(path)!r} does not exist (argument `{arg}`). {_PATH_HINT}"
-        )
 
 
 def _load_json(ann_file: Path) -> dict[str, Any]:
@@ -153,8 +140,8 @@ class CocoDataset(RecordDataset):
         num_classes: int | None = None,
     ) -> None:
         self.ann_file, self.img_dir = Path(ann_file), Path(img_dir)
-        _require(self.ann_file, "annotation file", "ann_file")
-        _require(self.img_dir, "image folder", "img_dir")
+        require_path(self.ann_file, "annotation file", "ann_file", "CocoDataset")
+        require_path(self.img_dir, "image folder", "img_dir", "CocoDataset")
         self.with_mask = with_mask
         data = _load_json(self.ann_file)
         self.class_names, self.cat_ids = match_categories(

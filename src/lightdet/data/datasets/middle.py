@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lightdet.data.classes import ClassesSpec, load_class_names, match_categories
-from lightdet.data.datasets.base import PipelineSpec, RecordDataset
+from lightdet.data.datasets.base import PipelineSpec, RecordDataset, require_path
 from lightdet.data.records import ImageRecord
 
 __all__ = ["MiddleDataset", "MiddleImage", "read_middle"]
@@ -155,8 +155,7 @@ class MiddleDataset(RecordDataset):
         num_classes: int | None = None,
     ) -> None:
         self.ann_file, self.img_dir, self.source = Path(ann_file), Path(img_dir), str(ann_file)
-        if not self.img_dir.is_dir():
-            raise FileNotFoundError(f"MiddleDataset: image folder {str(self.img_dir)!r} does not exist (`img_dir`)")
+        require_path(self.img_dir, "image folder", "img_dir", "MiddleDataset")
         file_classes, images = read_middle(self.ann_file)
         if file_classes is None:
             if classes is None:
