@@ -18,8 +18,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lightdet.composition import compose
-from lightdet.config import register_resolvers
+from lightdet.composition import compose, config_from_container
 from lightdet.engine.module import CONFIG_KEY
 from lightdet.engine.summary import RunSummary, write_json
 
@@ -146,7 +145,6 @@ def train(cfg: DictConfig) -> TrainResult:
     The run directory (``cfg.paths.output_dir``) receives ``config.yaml``, ``checkpoints/`` (last and
     best by ``val/bbox_mAP``), ``metrics.csv``, TensorBoard logs and ``summary.json``.
     """
-    register_resolvers()
     L.seed_everything(int(cfg.seed), workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,7 +195,7 @@ def stored_config(ckpt: str | Path) -> DictConfig:
             f"{path} carries no '{CONFIG_KEY}': it was not written by lightdet-train or lightdet-convert. "
             "Convert a torchvision/MMDetection checkpoint with `lightdet-convert` first."
         )
-    return OmegaConf.create(payload[CONFIG_KEY])
+    return config_from_container(payload[CONFIG_KEY])
 
 
 def merge_overrides(stored: DictConfig, composed: DictConfig, overrides: Sequence[str]) -> DictConfig:
@@ -242,7 +240,6 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     Returns the metrics (``test/bbox_mAP``, ...). Writes ``cfg.out`` (COCO results JSON) and
     ``summary.json`` beside it when ``cfg.out`` is set.
     """
-    register_resolvers()
     merged = merge_overrides(stored_config(cfg.ckpt), cfg, overrides)
     for key in ("ckpt", "split", "out", "paths", "trainer", "logger", "callbacks"):
         merged[key] = cfg[key]

@@ -1,8 +1,21 @@
-"""``compose()``: a lightdet config in Python (a notebook, a script), composed as the command line would."""
+"""The one way lightdet composes its Hydra configs: the CLIs, the Python API, the converters and the presets.
+
+* :data:`CONF_DIR` is the packaged config directory (``lightdet/conf``).
+* :func:`hydra_context` starts Hydra on it (plus an optional user directory) and restores Hydra's global
+  state afterwards, so composing works inside a running ``lightdet-train`` as well as in a notebook.
+* :func:`compose_config` composes a named primary config with overrides; :func:`compose` is the friendly
+  form for notebooks and scripts (a model or experiment name, a run directory, no ``hydra`` node).
+* :func:`config_from_container` turns a stored config (a checkpoint's) back into a ``DictConfig``.
+
+Importing this module registers lightdet's resolvers (:mod:`lightdet.config`), so every config it returns
+resolves, and ``hydra.main`` apps whose module imports it compose with them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +23,55 @@ from omegaconf import DictConfig, OmegaConf
 
 from lightdet.config import register_resolvers
 
-__all__ = ["compose"]
+__all__ = ["CONF_DIR", "compose", "compose_config", "config_from_container", "hydra_context"]
+
+#: The packaged config directory (``conf/`` in a checkout, ``lightdet/conf`` in the wheel).
+CONF_DIR: str = str(resources.files("lightdet.conf"))
+
+register_resolvers()
+
+
+@contextmanager
+def hydra_context(config_dir: str | Path | None = None) -> Iterator[list[str]]:
+    """Starts Hydra on :data:`CONF_DIR`; yields the overrides that add ``config_dir`` to the search path.
+
+    Hydra's global state is saved first and restored afterwards (``initialize_config_dir`` does that), so
+    this nests inside a running Hydra app (``load_from=torchvision:...`` composes a preset mid-training).
+    """
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            yield [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def compose_config(
+    config_name: str | None = "train",
+    overrides: Sequence[str] = (),
+    *,
+    config_dir: str | Path | None = None,
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """``config_name`` (``train``, ``test``, ``infer``; None: only what ``overrides`` add) with ``overrides``.
+
+    Raises:
+        hydra.errors.HydraException: an override that does not parse or names a missing key or option.
+    """
+    from hydra import compose as hydra_compose
+
+    with hydra_context(config_dir) as search:
+        return hydra_compose(config_name, overrides=[*search, *overrides], return_hydra_config=return_hydra_config)
+
+
+def config_from_container(container: Mapping[str, Any]) -> DictConfig:
+    """A stored (unresolved) config, e.g. a checkpoint's, as a ``DictConfig`` whose resolvers are known."""
+    return OmegaConf.create(dict(container))
 
 
 def compose(
@@ -38,20 +99,10 @@ def compose(
         afresh, so it works any number of times in one process (a notebook kernel).
     """
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
 
-    from lightdet.cli._hydra import CONF_DIR
-
-    register_resolvers()
-    search = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            chosen = _name_override(name) if name else []
-            cfg = hydra_compose(config_name, overrides=[*search, *chosen, *overrides], return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
+    with hydra_context(config_dir) as search:
+        chosen = _name_override(name) if name else []
+        cfg = hydra_compose(config_name, overrides=[*search, *chosen, *overrides], return_hydra_config=True)
     return _detach_from_hydra(cfg, output_dir)
 
 

@@ -107,10 +107,8 @@ class Detector:
 
         from lightdet.api import stored_config
         from lightdet.checkpoint.load import DETECTOR_PREFIX
-        from lightdet.config import register_resolvers
         from lightdet.data.classes import load_class_names
 
-        register_resolvers()
         cfg = stored_config(path)
         if cfg.model.get("backbone") is not None and cfg.model.backbone.get("weights") is not None:
             cfg.model.backbone.weights = None  # initial weights: the checkpoint's replace them

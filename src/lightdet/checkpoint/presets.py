@@ -228,18 +228,11 @@ def compose_model_config(
     preset: Preset, *, coco80: bool = False, overrides: Sequence[str] = ()
 ) -> DictConfig:
     """Composes ``{model: ..., dataset: {num_classes: ...}}`` for ``preset`` from the packaged configs."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    from lightdet.composition import compose_config
 
-    from lightdet.config import register_resolvers
-
-    register_resolvers()
     num_classes = preset.num_classes_coco80 if coco80 else preset.num_classes
     args = [f"+model={preset.model}", f"+dataset.num_classes={num_classes}", *preset.overrides, *overrides]
-    if GlobalHydra.instance().is_initialized():
-        return compose(config_name=None, overrides=args)
-    with initialize_config_module("lightdet.conf", version_base="1.3"):
-        return compose(config_name=None, overrides=args)
+    return compose_config(None, args)
 
 
 def build_model(

@@ -1,24 +1,23 @@
-"""Shared plumbing of the Hydra command-line tools: the config directory, override checks, ``--cfg``.
+"""Shared plumbing of the Hydra command-line tools: running an app, override diagnosis, ``--cfg``.
 
-Hydra reports a misspelt key as "Key 'x' is not in struct". Before Hydra runs, :func:`check_overrides`
-composes the config the same way and, for a key that does not exist, names the nearest valid keys.
+Hydra composes the config once, in ``hydra.main``. Hydra reports a misspelt key as "Key 'x' is not in
+struct"; when composition fails, :func:`run_app` asks :func:`check_overrides` which override is at fault
+and names the nearest valid keys (the extra composition happens only on that error path).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import sys
-from collections.abc import Sequence
-from importlib import resources
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
-from lightdet.config import register_resolvers
+from lightdet.composition import CONF_DIR, compose_config, hydra_context
 
-__all__ = ["CONF_DIR", "check_overrides", "prepare_argv", "UsageError"]
-
-CONF_DIR: str = str(resources.files("lightdet.conf"))
+__all__ = ["CONF_DIR", "check_overrides", "prepare_argv", "run_app", "UsageError"]
 
 
 class UsageError(SystemExit):
@@ -67,8 +66,7 @@ def check_overrides(config_name: str, overrides: Sequence[str], config_dir: str 
         UsageError: a group option or key that does not exist (naming the nearest valid ones), or an
             override that does not parse.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -76,54 +74,96 @@ def check_overrides(config_name: str, overrides: Sequence[str], config_dir: str 
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as e:
         raise UsageError(str(e)) from None
-    search = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
-    group_overrides = search + [
+    group_overrides = [
         o.input_line
         for o in parsed
         if _is_group_override(o.key_or_group) or o.is_add() or o.key_or_group == "hydra.searchpath"
     ]
-    GlobalHydra.instance().clear()
+    with hydra_context(config_dir) as search:
+        try:
+            base = compose(config_name, overrides=[*search, *group_overrides])
+        except HydraException as e:
+            raise UsageError(str(e).strip()) from None
+        for o in parsed:
+            key = o.key_or_group
+            if o.is_add() or o.is_delete() or _is_group_override(key) or key.startswith("hydra."):
+                continue
+            parent, close = _nearest_keys(base, key)
+            if parent != key:  # walked without resolving: an unresolvable interpolation still exists
+                hint = f"nearest valid keys under '{parent}': {', '.join(close)}" if close else ""
+                raise UsageError(
+                    f"unknown config key '{key}' in override '{o.input_line}'. {hint}\n"
+                    f"(use '+{o.input_line}' to add a new key on purpose; `--cfg job` prints the config)"
+                )
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            try:
-                base = compose(config_name, overrides=group_overrides)
-            except HydraException as e:
-                raise UsageError(str(e).strip()) from None
-            for o in parsed:
-                key = o.key_or_group
-                if o.is_add() or o.is_delete() or _is_group_override(key) or key.startswith("hydra."):
-                    continue
-                parent, close = _nearest_keys(base, key)
-                if parent != key:  # walked without resolving: an unresolvable interpolation still exists
-                    hint = f"nearest valid keys under '{parent}': {', '.join(close)}" if close else ""
-                    raise UsageError(
-                        f"unknown config key '{key}' in override '{o.input_line}'. {hint}\n"
-                        f"(use '+{o.input_line}' to add a new key on purpose; `--cfg job` prints the config)"
-                    )
-            try:
-                compose(config_name, overrides=search + list(overrides))
-            except HydraException as e:
-                raise UsageError(str(e).strip()) from None
-    finally:
-        GlobalHydra.instance().clear()
+        compose_config(config_name, overrides, config_dir=config_dir)
+    except HydraException as e:
+        raise UsageError(str(e).strip()) from None
 
 
 def prepare_argv(config_name: str, argv: list[str]) -> list[str]:
-    """Checks the overrides of a single run and makes ``--cfg`` print the resolved config.
+    """Checks what can be checked without composing, and makes ``--cfg`` print the resolved config.
 
     Returns the argument list to hand to Hydra (unchanged except for an added ``--resolve``).
     """
-    register_resolvers()
     args = _parse_args(argv)
     if args.help or args.hydra_help or args.info:
         return argv
     if config_name == "test" and not any(o.split("=", 1)[0] == "ckpt" for o in args.overrides):
         raise UsageError("lightdet-test needs the checkpoint to evaluate: ckpt=PATH (see lightdet-test --help)")
-    if not args.multirun and not args.experimental_rerun and not args.config_path:
-        check_overrides(args.config_name or config_name, args.overrides, config_dir=_config_dir_arg(args))
+    if args.multirun:  # a bad key would surface inside the sweeper as an unrelated error: check first
+        for run in _single_runs(args.overrides):
+            check_overrides(args.config_name or config_name, run, _config_dir_arg(args))
     if args.cfg in ("job", "all") and not args.resolve:
         argv = [*argv, "--resolve"]
     return argv
+
+
+def run_app(app: Callable[[], object], config_name: str) -> None:
+    """Runs a ``hydra.main`` app on ``sys.argv``; a composition error exits 2 naming the faulty override.
+
+    Hydra's own exceptions are let through (``HYDRA_FULL_ERROR``) so that an override Hydra cannot
+    apply is diagnosed here, with the nearest valid keys, instead of Hydra's "not in struct".
+    """
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        app()
+    except (ConfigCompositionException, OverrideParseException) as error:
+        args = _parse_args(sys.argv[1:])
+        check_overrides(args.config_name or config_name, args.overrides, _config_dir_arg(args))
+        raise UsageError(str(error).strip()) from None
+
+
+def _single_runs(overrides: Sequence[str]) -> list[list[str]]:
+    """Single-run override lists that together try every value of every choice sweep (``a=1,2``) once.
+
+    Ranges and intervals (Optuna's search space) are left out; an override that does not parse is kept
+    (and reported by :func:`check_overrides`).
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    fixed: list[str] = []
+    choices: list[list[str]] = []
+    for override in overrides:
+        try:
+            parsed = parser.parse_override(override)
+        except HydraException:
+            fixed.append(override)
+            continue
+        if not parsed.is_sweep_override():
+            fixed.append(override)
+        elif parsed.is_choice_sweep():
+            key = parsed.get_key_element()
+            choices.append([f"{key}={value}" for value in parsed.sweep_string_iterator()])
+    first = [c[0] for c in choices]
+    runs = [fixed + first]
+    for i, values in enumerate(choices):
+        runs += [fixed + first[:i] + [value] + first[i + 1 :] for value in values[1:]]
+    return runs
 
 
 def _config_dir_arg(args) -> str | None:

@@ -21,30 +21,16 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.checkpoint.load import DETECTOR_PREFIX
 from lightdet.checkpoint.presets import PRESETS, SOURCES, convert, get_preset
+from lightdet.composition import compose_config
 from lightdet.engine.module import CONFIG_KEY
-
-#: Prefix of the detector's parameters inside a DetectionModule state dict.
-DETECTOR_PREFIX = "detector."
 
 
 def compose_converted_config(source: str, arch: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The ``lightdet-train`` config of a converted checkpoint: the preset's model on COCO's 80 classes."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from lightdet.cli._hydra import CONF_DIR
-    from lightdet.config import register_resolvers
-
-    register_resolvers()
     preset = get_preset(source, arch)
-    args = [*preset.hydra_overrides(), "dataset=coco", f"name={arch}", *overrides]
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose("train", overrides=args)
-    finally:
-        GlobalHydra.instance().clear()
+    return compose_config("train", [*preset.hydra_overrides(), "dataset=coco", f"name={arch}", *overrides])
 
 
 def convert_file(source: str, arch: str, src: Path, dst: Path, overrides: Sequence[str] = ()) -> str:

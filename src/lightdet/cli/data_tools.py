@@ -14,8 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lightdet.cli._hydra import CONF_DIR, UsageError, check_overrides
-from lightdet.config import register_resolvers
+from lightdet.cli._hydra import UsageError, check_overrides
+from lightdet.composition import compose_config
 
 __all__ = ["compose_train_config", "split_target", "find_anchor_generator"]
 
@@ -32,17 +32,13 @@ def split_target(args: Sequence[str]) -> tuple[str | None, list[str]]:
 
 def compose_train_config(overrides: Sequence[str]) -> DictConfig:
     """lightdet's ``train`` config with ``overrides`` (a misspelt key names the nearest valid ones)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
 
-    register_resolvers()
-    check_overrides("train", list(overrides))
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose("train", overrides=list(overrides))
-    finally:
-        GlobalHydra.instance().clear()
+        return compose_config("train", overrides)
+    except HydraException:
+        check_overrides("train", list(overrides))
+        raise
 
 
 def split_node(cfg: DictConfig, split: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lightdet.cli._hydra import CONF_DIR, prepare_argv
+from lightdet.cli._hydra import CONF_DIR, prepare_argv, run_app
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="test")
@@ -26,7 +26,7 @@ def _run(cfg: DictConfig) -> None:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *prepare_argv("test", sys.argv[1:])]
-    _run()
+    run_app(_run, "test")
 
 
 if __name__ == "__main__":

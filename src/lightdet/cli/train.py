@@ -27,7 +27,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 
-from lightdet.cli._hydra import CONF_DIR, prepare_argv
+from lightdet.cli._hydra import CONF_DIR, prepare_argv, run_app
 
 __all__ = ["main", "check_resumed_job"]
 
@@ -136,7 +136,7 @@ def _run(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     sys.argv = [sys.argv[0], *prepare_argv("train", sys.argv[1:])]
-    _run()
+    run_app(_run, "train")
 
 
 if __name__ == "__main__":
