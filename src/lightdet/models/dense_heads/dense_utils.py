@@ -1,10 +1,11 @@
-"""Pieces shared by the dense (one-stage) heads: conv towers, per-level scales, output flattening, training
-targets from an assignment, and the test-time candidate selection + NMS."""
+"""Pieces shared by the dense heads (RPN, RetinaNet, FCOS): conv towers, per-level scales, output flattening,
+training targets from an assignment, and the test-time candidate selection + NMS."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 from lightdet.models.layers import ConvModule
 from lightdet.models.ops.assigner import IGNORED
 from lightdet.models.ops.nms import NMS, SoftNMS
-from lightdet.structures import Detections
+from lightdet.structures import DetBatch, Detections
 
 
 def build_tower(
@@ -100,21 +101,65 @@ def outside_image(centres: Tensor, image_size: tuple[int, int]) -> Tensor:
     return (centres[:, 0] >= w) | (centres[:, 1] >= h)
 
 
-def dense_targets(
-    gt_index: Tensor, gt_labels: Tensor, gt_boxes: Tensor, num_classes: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Training targets of one image from an assignment of its N priors.
+@dataclass(frozen=True)
+class DenseTargets:
+    """Training targets of a batch whose images share the same N priors (anchors or points).
+
+    Positives are taken in (image, prior) order everywhere, so ``x[positive]`` of any ``[B, N, ...]`` head
+    output lines up with ``matched``.
+
+    Attributes:
+        gt_index: ``int64 [B, N]``: index into the image's ``gt_boxes``, or ``NEGATIVE`` / ``IGNORED``
+            (priors near crowd regions, and priors centred in the batch padding, which see only zeros).
+        labels: ``int64 [B, N]``: the class of positives, K (background) elsewhere.
+        weights: ``float32 [B, N]``: 0 for ignored priors, 1 elsewhere.
+        positive: ``bool [B, N]``.
+        matched: ``[P, 4]``: the ground-truth box of each positive.
+        gt_boxes: per image, its ``[G, 4]`` non-ignored ground-truth boxes (what ``gt_index`` points into).
+    """
+
+    gt_index: Tensor
+    labels: Tensor
+    weights: Tensor
+    positive: Tensor
+    matched: Tensor
+    gt_boxes: list[Tensor]
+
+    @property
+    def num_pos(self) -> int:
+        """The number of positives, at least 1 (the usual loss normaliser)."""
+        return max(int(self.matched.shape[0]), 1)
+
+
+#: ``assign(image_index, gt_boxes [G, 4], ignored_boxes [I, 4]) -> gt_index int64 [N]``.
+AssignFn = Callable[[int, Tensor, Tensor], Tensor]
+
+
+def assign_dense_targets(batch: DetBatch, centres: Tensor, num_classes: int, assign: AssignFn) -> DenseTargets:
+    """Assigns every image of ``batch`` and assembles the targets (the one loop the dense heads share).
 
     Args:
-        gt_index: ``int64 [N]``: ground-truth index, or ``NEGATIVE`` / ``IGNORED``.
-        gt_labels, gt_boxes: ``[G]``, ``[G, 4]`` (ignored boxes removed).
-        num_classes: K; negatives get label K (background).
-
-    Returns:
-        ``(labels [N], weights [N] (0 for ignored priors), positive mask [N], matched boxes [P, 4])``.
+        batch: ground truth; boxes flagged ``ignore`` (crowd) are passed to ``assign`` as ignored regions.
+        centres: ``[N, 2]`` (x, y) prior centres: those beyond an image's own size are ignored.
+        num_classes: K; negatives get label K.
+        assign: the head's assigner for image ``i`` (it may close over per-level ranges, strides ...).
     """
-    pos = gt_index >= 0
-    labels = torch.full_like(gt_index, num_classes)
-    labels[pos] = gt_labels[gt_index[pos]]
-    weights = (gt_index != IGNORED).float()
-    return labels, weights, pos, gt_boxes[gt_index[pos]]
+    gt_index, kept_boxes, kept_labels = [], [], []
+    for i, (boxes, labels, ignore, meta) in enumerate(zip(batch.boxes, batch.labels, batch.ignore, batch.metas)):
+        index = assign(i, boxes[~ignore], boxes[ignore])
+        gt_index.append(index.masked_fill(outside_image(centres, meta.img_size), IGNORED))
+        kept_boxes.append(boxes[~ignore])
+        kept_labels.append(labels[~ignore])
+    index = torch.stack(gt_index)  # [B, N]
+    positive = index >= 0
+    labels = torch.full_like(index, num_classes)
+    matched = [b[i[p]] for b, i, p in zip(kept_boxes, gt_index, positive)]
+    labels[positive] = torch.cat([lab[i[p]] for lab, i, p in zip(kept_labels, gt_index, positive)])
+    return DenseTargets(
+        gt_index=index,
+        labels=labels,
+        weights=(index != IGNORED).float(),
+        positive=positive,
+        matched=torch.cat(matched) if matched else centres.new_zeros((0, 4)),
+        gt_boxes=kept_boxes,
+    )

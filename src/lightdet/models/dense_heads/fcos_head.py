@@ -11,14 +11,12 @@ from torch import Tensor, nn
 
 from lightdet.models.dense_heads.dense_utils import (
     Scale,
+    assign_dense_targets,
     build_tower,
-    dense_targets,
     init_conv,
     nms_detections,
-    outside_image,
     topk_candidates,
 )
-from lightdet.models.ops.assigner import IGNORED
 from lightdet.models.ops.fcos_assigner import FCOSAssigner
 from lightdet.models.ops.nms import NMS, SoftNMS
 from lightdet.models.ops.points import PointGenerator, box_to_distance, centerness, distance_to_box
@@ -157,25 +155,15 @@ class FCOSHead(nn.Module):
         ])
         ranges = self.assigner.level_ranges([len(p) for p in level_points], device=points.device)
         distances, ctr = torch.cat(out.distances, 1), torch.cat(out.centerness, 1).float()
-        labels, weights, pos_dist, pos_ctr, pos_points, pos_gt = [], [], [], [], [], []
-        for i in range(len(batch)):
-            keep = ~batch.ignore[i]
-            gt_boxes = batch.boxes[i]
-            gt_index = self.assigner.assign(points, strides, ranges, gt_boxes[keep], gt_boxes[~keep])
-            gt_index = gt_index.masked_fill(outside_image(points, batch.metas[i].img_size), IGNORED)
-            target, weight, pos, matched = dense_targets(
-                gt_index, batch.labels[i][keep], gt_boxes[keep], self.num_classes
-            )
-            labels.append(target)
-            weights.append(weight)
-            pos_dist.append(distances[i, pos])
-            pos_ctr.append(ctr[i, pos])
-            pos_points.append(points[pos])
-            pos_gt.append(matched)
+        targets = assign_dense_targets(
+            batch, points, self.num_classes,
+            lambda i, gt, ignored: self.assigner.assign(points, strides, ranges, gt, ignored),
+        )  # fmt: skip
+        pos = targets.positive
         logits = torch.cat(out.logits, 1).float().reshape(-1, self.num_classes)
         return self._losses(
-            logits, torch.cat(labels), torch.cat(weights),
-            torch.cat(pos_dist), torch.cat(pos_ctr), torch.cat(pos_points), torch.cat(pos_gt),
+            logits, targets.labels.reshape(-1), targets.weights.reshape(-1),
+            distances[pos], ctr[pos], points.expand(len(batch), -1, -1)[pos], targets.matched,
         )
 
     def _losses(

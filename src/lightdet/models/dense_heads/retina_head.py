@@ -8,17 +8,17 @@ import torch
 from torch import Tensor, nn
 
 from lightdet.models.dense_heads.dense_utils import (
+    DenseTargets,
+    assign_dense_targets,
     build_tower,
-    dense_targets,
     flatten_level,
     init_conv,
     nms_detections,
-    outside_image,
     topk_candidates,
 )
 from lightdet.models.losses.regression import box_regression_loss
 from lightdet.models.ops.anchors import AnchorGenerator
-from lightdet.models.ops.assigner import IGNORED, MaxIoUAssigner
+from lightdet.models.ops.assigner import MaxIoUAssigner
 from lightdet.models.ops.box_coder import DeltaXYWHCoder
 from lightdet.models.ops.nms import NMS, SoftNMS
 from lightdet.structures import DetBatch, Detections
@@ -103,37 +103,24 @@ class RetinaHead(nn.Module):
         # Targets and losses in float32 even under autocast.
         logits32, deltas32 = torch.cat(logits, 1).float(), torch.cat(deltas, 1).float()
         anchors = torch.cat(self.anchors(feats, padded_size))
-        labels, weights, pos_deltas, pos_anchors, pos_gt = [], [], [], [], []
-        for i in range(len(batch)):
-            target, weight, pos, matched = self.image_targets(anchors, batch, i)
-            labels.append(target)
-            weights.append(weight)
-            pos_deltas.append(deltas32[i, pos])
-            pos_anchors.append(anchors[pos])
-            pos_gt.append(matched)
-        num_pos = max(sum(p.shape[0] for p in pos_anchors), 1)
+        targets = self.targets(anchors, batch)
         loss_cls = self.loss_cls(
-            logits32.reshape(-1, self.num_classes), torch.cat(labels), torch.cat(weights), avg_factor=num_pos
+            logits32.reshape(-1, self.num_classes), targets.labels.reshape(-1), targets.weights.reshape(-1),
+            avg_factor=targets.num_pos,
         )
+        pos_anchors = anchors.expand(len(batch), -1, -1)[targets.positive]
         loss_bbox = box_regression_loss(
-            self.loss_bbox, self.box_coder, torch.cat(pos_deltas), torch.cat(pos_anchors), torch.cat(pos_gt),
-            num_pos,
+            self.loss_bbox, self.box_coder, deltas32[targets.positive], pos_anchors, targets.matched,
+            targets.num_pos,
         )
         return {"loss_cls": loss_cls, "loss_bbox": loss_bbox}
 
-    def image_targets(
-        self, anchors: Tensor, batch: DetBatch, i: int
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Image ``i``'s targets for ``anchors [N, 4]``, as :func:`dense_targets` returns them.
-
-        Crowd boxes are ignored regions; anchors centred in the batch padding are ignored.
-        """
-        keep = ~batch.ignore[i]
-        gt_boxes = batch.boxes[i]
-        gt_index = self.assigner.assign(anchors, gt_boxes[keep], gt_boxes[~keep]).gt_index
+    def targets(self, anchors: Tensor, batch: DetBatch) -> DenseTargets:
+        """The batch's targets for ``anchors [N, 4]``: crowd boxes and the batch padding are ignored."""
         centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-        gt_index = gt_index.masked_fill(outside_image(centres, batch.metas[i].img_size), IGNORED)
-        return dense_targets(gt_index, batch.labels[i][keep], gt_boxes[keep], self.num_classes)
+        return assign_dense_targets(
+            batch, centres, self.num_classes, lambda i, gt, ignored: self.assigner.assign(anchors, gt, ignored).gt_index
+        )
 
     @torch.no_grad()
     def predict(

@@ -9,9 +9,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import batched_nms
 
+from lightdet.models.dense_heads.dense_utils import assign_dense_targets
 from lightdet.models.losses.regression import box_regression_loss
 from lightdet.models.ops.anchors import AnchorGenerator
-from lightdet.models.ops.assigner import IGNORED, MaxIoUAssigner
+from lightdet.models.ops.assigner import MaxIoUAssigner
 from lightdet.models.ops.box_coder import DeltaXYWHCoder
 from lightdet.models.ops.boxes import large_box_mask
 from lightdet.models.ops.sampler import RandomSampler
@@ -124,17 +125,17 @@ class RPNHead(nn.Module):
         flags): they see only zeros and would be free negatives.
         """
         centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+        targets = assign_dense_targets(
+            batch, centres, 1, lambda i, gt, ignored: self.assigner.assign(anchors, gt, ignored).gt_index
+        )
         cls_pred, cls_target, pos_deltas, pos_anchors, pos_gt = [], [], [], [], []
-        for i, (gt, ignore, meta) in enumerate(zip(batch.boxes, batch.ignore, batch.metas)):
-            h, w = meta.img_size
-            outside = (centres[:, 0] >= w) | (centres[:, 1] >= h)
-            result = self.assigner.assign(anchors, gt[~ignore], gt[ignore])
-            pos, neg = self.sampler.sample(result.gt_index.masked_fill(outside, IGNORED))
+        for i, (gt_index, gt_boxes) in enumerate(zip(targets.gt_index, targets.gt_boxes)):
+            pos, neg = self.sampler.sample(gt_index)
             cls_pred.append(logits[i, torch.cat([pos, neg])])
             cls_target.append(torch.cat([logits.new_ones(pos.numel()), logits.new_zeros(neg.numel())]))
             pos_deltas.append(deltas[i, pos])
             pos_anchors.append(anchors[pos])
-            pos_gt.append(gt[~ignore][result.gt_index[pos]])
+            pos_gt.append(gt_boxes[gt_index[pos]])
         num_samples = max(sum(p.numel() for p in cls_pred), 1)
         loss_cls = self.loss_cls(torch.cat(cls_pred), torch.cat(cls_target), avg_factor=num_samples)
         loss_bbox = box_regression_loss(
