@@ -115,7 +115,16 @@ def test_compose_test_config_and_top_level_exports(tmp_path: Path) -> None:
 
     cfg = lightdet.compose(config_name="test", overrides=["ckpt=model.ckpt"], output_dir=tmp_path)
     assert cfg.ckpt == "model.ckpt" and cfg.name == "test_shapes" and cfg.paths.output_dir == str(tmp_path)
-    assert {"compose", "train", "evaluate", "Detector", "load_weights"} <= set(lightdet.__all__)
+    assert {"compose", "train", "evaluate", "Predictor", "load_weights"} <= set(lightdet.__all__)
     from lightdet.api import train
 
     assert lightdet.train is train
+
+
+def test_the_old_name_of_the_predictor_keeps_working_with_a_deprecation_warning():
+    import lightdet
+    from lightdet.inference import Predictor
+
+    with pytest.warns(DeprecationWarning, match="lightdet.Predictor"):
+        assert lightdet.Detector is Predictor
+    assert "Detector" not in lightdet.__all__

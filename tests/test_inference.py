@@ -1,4 +1,4 @@
-"""lightdet.Detector: image inputs of every kind, batching, thresholds, drawing and from_checkpoint."""
+"""lightdet.Predictor: image inputs of every kind, batching, thresholds, drawing and from_checkpoint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from PIL import Image
 import lightdet
 from lightdet.data.transforms import Compose, Resize
 from lightdet.engine.module import CONFIG_KEY
-from lightdet.inference import Detector, to_image_tensor
+from lightdet.inference import Predictor, to_image_tensor
 from lightdet.structures import Detections
 
 CLASSES = ["circle", "square", "star"]
@@ -31,9 +31,9 @@ def cfg(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def detector(cfg) -> Detector:
+def detector(cfg) -> Predictor:
     torch.manual_seed(0)
-    return Detector(instantiate(cfg.model, _convert_="all"), Compose([]), CLASSES)
+    return Predictor(instantiate(cfg.model, _convert_="all"), Compose([]), CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_bad_inputs_are_named(bad, error: type[Exception], message: str) -> None
         to_image_tensor(bad)
 
 
-def test_predict_single_list_and_batch_tensor(detector: Detector, image: np.ndarray) -> None:
+def test_predict_single_list_and_batch_tensor(detector: Predictor, image: np.ndarray) -> None:
     single = detector.predict(image)
     assert isinstance(single, Detections) and len(single) > 0
     assert float(single.boxes[:, 2].max()) <= 120 and float(single.boxes[:, 3].max()) <= 96
@@ -90,11 +90,11 @@ def test_predict_single_list_and_batch_tensor(detector: Detector, image: np.ndar
         detector.predict(image, batch_size=0)
 
 
-def test_boxes_come_back_in_original_pixels(detector: Detector, image: np.ndarray) -> None:
+def test_boxes_come_back_in_original_pixels(detector: Predictor, image: np.ndarray) -> None:
     """Through a 2x Resize the boxes equal the un-resized model's boxes on the 2x image, halved."""
     import torchvision.transforms.v2.functional as TF
 
-    resized = Detector(detector.model, Compose([Resize(scale=(240, 192))]), CLASSES)
+    resized = Predictor(detector.model, Compose([Resize(scale=(240, 192))]), CLASSES)
     det = resized.predict(image)
     big = TF.resize(torch.from_numpy(image).permute(2, 0, 1), [192, 240], antialias=True)
     expected = detector.predict(big)
@@ -102,7 +102,7 @@ def test_boxes_come_back_in_original_pixels(detector: Detector, image: np.ndarra
     assert torch.allclose(det.scores, expected.scores)
 
 
-def test_show_draws_boxes(detector: Detector, image: np.ndarray) -> None:
+def test_show_draws_boxes(detector: Predictor, image: np.ndarray) -> None:
     drawn = detector.show(image, score_thr=0.0)
     assert isinstance(drawn, Image.Image) and drawn.size == (120, 96)
     assert not np.array_equal(np.asarray(drawn), image)
@@ -110,12 +110,12 @@ def test_show_draws_boxes(detector: Detector, image: np.ndarray) -> None:
     assert np.array_equal(np.asarray(nothing), image)
 
 
-def test_from_checkpoint_restores_model_pipeline_and_classes(cfg, detector: Detector, tmp_path: Path,
+def test_from_checkpoint_restores_model_pipeline_and_classes(cfg, detector: Predictor, tmp_path: Path,
                                                               image: np.ndarray) -> None:
     path = tmp_path / "model.ckpt"
     state = {f"detector.{k}": v for k, v in detector.model.state_dict().items()}
     torch.save({"state_dict": state, CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False)}, path)
-    loaded = Detector.from_checkpoint(path, device="cpu")
+    loaded = Predictor.from_checkpoint(path, device="cpu")
     assert loaded.class_names == CLASSES and not loaded.model.training
     assert _same(detector.predict(image), loaded.predict(image))
 
@@ -124,4 +124,4 @@ def test_from_checkpoint_without_config_explains(tmp_path: Path) -> None:
     path = tmp_path / "bare.ckpt"
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ValueError, match="lightdet-convert"):
-        Detector.from_checkpoint(path)
+        Predictor.from_checkpoint(path)

@@ -7,13 +7,23 @@ _API = {
     "train": "lightdet.api",
     "evaluate": "lightdet.api",
     "TrainResult": "lightdet.api",
-    "Detector": "lightdet.inference",
+    "Predictor": "lightdet.inference",
     "load_weights": "lightdet.checkpoint.load",
 }
 __all__ = ["__version__", *_API]
 
+#: Old public names that keep working: ``lightdet.Detector`` was the image-in, detections-out predictor,
+#: renamed so that ``Detector`` means one thing (the model base class, ``lightdet.models.Detector``).
+_RENAMED = {"Detector": "Predictor"}
+
 
 def __getattr__(name: str):
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(f"lightdet.{name} is now lightdet.{new}", DeprecationWarning, stacklevel=2)
+        return __getattr__(new)
     if name not in _API:
         raise AttributeError(f"module 'lightdet' has no attribute {name!r}")
     import importlib

@@ -1,10 +1,10 @@
 """Inference on your own images: a trained checkpoint in, :class:`~lightdet.structures.Detections` out.
 
-``Detector.from_checkpoint(path)`` rebuilds the model and the dataset's *test* pipeline from the config the
+``Predictor.from_checkpoint(path)`` rebuilds the model and the dataset's *test* pipeline from the config the
 checkpoint carries, so an image is resized exactly as ``lightdet-test`` resized it, and the detections come
 back in the image's own pixels::
 
-    det = lightdet.Detector.from_checkpoint("outputs/run/checkpoints/last.ckpt")
+    det = lightdet.Predictor.from_checkpoint("outputs/run/checkpoints/last.ckpt")
     detections = det.predict("street.jpg")            # one image -> Detections
     batch = det.predict(["a.jpg", array, pil_image])  # a list -> list[Detections]
     det.show("street.jpg")                            # a PIL image with the boxes drawn
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from lightdet.data.transforms import Compose, LoadImage, read_image
 from lightdet.structures import DetBatch, Detections, DetSample, ImageMeta
 
-__all__ = ["Detector", "ImageInput", "to_image_tensor", "draw_detections"]
+__all__ = ["Predictor", "ImageInput", "to_image_tensor", "draw_detections"]
 
 ImageInput = str | PathLike | np.ndarray | Image.Image | Tensor
 """One image: a file path, an ``[H, W, 3]`` (or ``[H, W]``) array, a PIL image, or a ``[3, H, W]`` tensor.
@@ -72,8 +72,8 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput
     return [images], True  # type: ignore[list-item]
 
 
-class Detector:
-    """A trained detector with its test-time preprocessing.
+class Predictor:
+    """Images in (paths, arrays, PIL images, tensors), detections out: a trained model with its test pipeline.
 
     Args:
         model: a detector with ``predict(DetBatch) -> list[Detections]`` (e.g. ``TwoStageDetector``).
@@ -96,7 +96,7 @@ class Detector:
         self.class_names = list(class_names)
 
     @classmethod
-    def from_checkpoint(cls, path: str | PathLike, *, device: torch.device | str | None = None) -> Detector:
+    def from_checkpoint(cls, path: str | PathLike, *, device: torch.device | str | None = None) -> Predictor:
         """Builds the model, the test pipeline and the class names from a lightdet checkpoint.
 
         Args:

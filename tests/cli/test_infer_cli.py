@@ -38,7 +38,7 @@ def test_predict_equals_lightdet_test_results(checkpoint: Path, shapes_data_dir:
     results = json.loads(out.read_text())
     ann = json.loads((shapes_data_dir / "shapes" / "annotations" / "val.json").read_text())
     images = ann["images"]
-    det = lightdet.Detector.from_checkpoint(checkpoint, device="cpu")
+    det = lightdet.Predictor.from_checkpoint(checkpoint, device="cpu")
     # lightdet-test ran the val images in dataset order, batched by 8: predict the same batch
     predicted = det.predict([shapes_data_dir / "shapes" / "val" / im["file_name"] for im in images], batch_size=8)
     for image, pred in zip(images, predicted):
@@ -68,7 +68,7 @@ def test_lightdet_infer_writes_json_and_drawings(checkpoint: Path, shapes_data_d
         width, height = sizes[a["image_id"]]
         assert min(x, y) >= 0 and x + w <= width + 0.01 and y + h <= height + 0.01 and 1 <= a["category_id"] <= 5
         assert 0 <= a["score"] <= 1
-    first = lightdet.Detector.from_checkpoint(checkpoint, device="cpu").predict(files[0])
+    first = lightdet.Predictor.from_checkpoint(checkpoint, device="cpu").predict(files[0])
     assert len([a for a in payload["annotations"] if a["image_id"] == 1]) == len(first)
     drawings = sorted((out / "vis").glob("*.png"))
     assert [d.stem for d in drawings] == [f.stem for f in files]

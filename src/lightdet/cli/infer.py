@@ -128,12 +128,12 @@ def run(args: argparse.Namespace) -> tuple[Path, int]:
     """Predicts every input image; writes the JSON (and drawings); returns the folder and the detections."""
     from rich.progress import track
 
-    from lightdet.inference import Detector
+    from lightdet.inference import Predictor
 
     paths = expand_inputs(args.inputs)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     out = args.out or Path(os.environ.get("LIGHTDET_OUTPUT", "outputs")) / "infer" / stamp
-    detector = Detector.from_checkpoint(args.ckpt, device=args.device)
+    detector = Predictor.from_checkpoint(args.ckpt, device=args.device)
     chunks = [paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
     detections: list[Any] = []
     for chunk in track(chunks, description="lightdet-infer", disable=args.no_progress, transient=True):
