@@ -18,6 +18,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.checkpoint.files import check_fits, read_checkpoint
+from lightdet.checkpoint.load import DETECTOR_PREFIX
 from lightdet.composition import compose, config_from_container
 from lightdet.engine.module import CONFIG_KEY
 from lightdet.engine.summary import RunSummary, write_json
@@ -103,6 +105,26 @@ def _resume_path(cfg: DictConfig) -> str | None:
     return str(found) if found else None
 
 
+def _check_resume(resume: str | None, module: Any, role: str) -> int:
+    """The global step a run starts from (0 without ``resume``); a checkpoint of another model is refused."""
+    if resume is None:
+        return 0
+    payload = read_checkpoint(resume, role=role)
+    stored = payload.get(CONFIG_KEY, {}).get("model")
+    check_fits(
+        detector_state(payload), module.detector, path=resume, role=role, stored=stored,
+        wanted=module.lightdet_config.get("model"),
+    )  # fmt: skip
+    return int(payload.get("global_step", 0))
+
+
+def detector_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The detector's tensors of a lightdet checkpoint (its ``state_dict`` without the ``detector.`` prefix)."""
+    return {
+        k[len(DETECTOR_PREFIX) :]: v for k, v in payload.get("state_dict", {}).items() if k.startswith(DETECTOR_PREFIX)
+    }
+
+
 def _callbacks(cfg: DictConfig) -> list[Any]:
     """The configured callbacks, minus a progress bar / model summary that the trainer switches off."""
     from lightning.pytorch.callbacks import ModelSummary, ProgressBar
@@ -153,6 +175,10 @@ def train(cfg: DictConfig) -> TrainResult:
     summary = RunSummary(out)
     datamodule, module, trainer = _build(cfg, [*_callbacks(cfg), summary])
     resume = _resume_path(cfg)
+    start_step = _check_resume(resume, module, "ckpt_path" if cfg.get("ckpt_path") else "resume")
+    for logger in trainer.loggers:
+        if hasattr(logger, "start_at"):  # lightdet's loggers continue the history of a resumed run
+            logger.start_at(start_step)
     loaded = _apply_load_from(OmegaConf.create(module.lightdet_config), module.detector, resume)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     if cfg.get("test_after_train"):
@@ -187,9 +213,7 @@ def _print_summary(result: TrainResult) -> None:
 def stored_config(ckpt: str | Path) -> DictConfig:
     """The composed config a lightdet checkpoint carries (written by lightdet-train / lightdet-convert)."""
     path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt={str(ckpt)!r}: no such checkpoint file")
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    payload = read_checkpoint(path, role="ckpt")
     if CONFIG_KEY not in payload:
         raise ValueError(
             f"{path} carries no '{CONFIG_KEY}': it was not written by lightdet-train or lightdet-convert. "
@@ -253,6 +277,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     datamodule, module, trainer = _build(merged, _callbacks(merged))
     if split == "val":
         datamodule.test = datamodule.val
+    _check_resume(str(cfg.ckpt), module, "ckpt")
     results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if merged.get("out") and trainer.is_global_zero:

@@ -105,18 +105,17 @@ class Predictor:
         """
         from hydra.utils import instantiate
 
-        from lightdet.api import stored_config
-        from lightdet.checkpoint.load import DETECTOR_PREFIX
+        from lightdet.api import detector_state, stored_config
+        from lightdet.checkpoint.files import check_fits, read_checkpoint
         from lightdet.data.classes import load_class_names
 
         cfg = stored_config(path)
         if cfg.model.get("backbone") is not None and cfg.model.backbone.get("weights") is not None:
             cfg.model.backbone.weights = None  # initial weights: the checkpoint's replace them
         model = instantiate(cfg.model, _convert_="all")
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        state = {
-            k[len(DETECTOR_PREFIX) :]: v for k, v in payload["state_dict"].items() if k.startswith(DETECTOR_PREFIX)
-        }
+        payload = read_checkpoint(path, role="ckpt")
+        state = detector_state(payload)
+        check_fits(state, model, path=path, stored=cfg.model, wanted=cfg.model)
         model.load_state_dict(state)
         steps = list(instantiate(cfg.dataset.pipeline.test, _convert_="all"))
         if not steps or not isinstance(steps[0], LoadImage):

@@ -17,7 +17,6 @@ shape difference anywhere else means another architecture and is an error.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from collections import Counter
 from collections.abc import Collection, Mapping
@@ -29,6 +28,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from lightdet.checkpoint.files import read_checkpoint
 from lightdet.checkpoint.presets import SOURCES, get_preset
 from lightdet.checkpoint.rules import unwrap_state_dict
 
@@ -123,17 +123,6 @@ def resolve_location(location: str, cache_dir: str | Path | None = None) -> Path
     return target
 
 
-def _torch_load(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"load_from: {path} holds Python objects besides tensors, which weights_only=True refuses to "
-            f"unpickle ({str(err).splitlines()[0]}). If you trust the file, re-save its weights alone: "
-            "torch.save(torch.load(path, weights_only=False)['state_dict'], 'weights.pth')"
-        ) from err
-
-
 def read_weights(source: WeightsSource) -> tuple[dict[str, Tensor], list[str]]:
     """Loads ``source`` and renames its tensors to the detector's names (no ``detector.`` prefix).
 
@@ -141,9 +130,7 @@ def read_weights(source: WeightsSource) -> tuple[dict[str, Tensor], list[str]]:
         ``(state_dict, unconverted)``: the renamed tensors, and the source keys a converter did not map.
     """
     path = resolve_location(source.path, source.cache_dir)
-    payload = _torch_load(path)
-    if not isinstance(payload, Mapping):
-        raise ValueError(f"load_from: {path} holds a {type(payload).__name__}, not a checkpoint dict")
+    payload = read_checkpoint(path, role="load_from")
     state = unwrap_state_dict(payload, f"load_from {path}")
     if source.source == "lightdet":
         if any(k.startswith(DETECTOR_PREFIX) for k in state):

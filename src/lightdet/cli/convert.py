@@ -21,6 +21,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lightdet.checkpoint.files import read_checkpoint
 from lightdet.checkpoint.load import DETECTOR_PREFIX
 from lightdet.checkpoint.presets import PRESETS, SOURCES, convert, get_preset
 from lightdet.composition import compose_config
@@ -40,9 +41,7 @@ def convert_file(source: str, arch: str, src: Path, dst: Path, overrides: Sequen
         FileNotFoundError: ``src`` does not exist.
         ValueError: the weights do not fill the model (unknown, missing or mis-shaped keys).
     """
-    if not src.is_file():
-        raise FileNotFoundError(f"{src}: no such checkpoint file")
-    loaded = torch.load(src, map_location="cpu", weights_only=True)
+    loaded = read_checkpoint(src, role="SRC")
     state, report, _ = convert(source, arch, loaded, coco80=True)
     if not report.ok:
         raise ValueError(f"{src} does not fit lightdet's {arch}:\n{report.summary()}")
