@@ -50,7 +50,7 @@ def test_every_group_option_composes_and_resolves(compose_cfg, group: str, optio
 def test_coco_1x_contract(compose_cfg) -> None:
     cfg = compose_cfg(["model=faster_rcnn", "dataset=coco", "schedule=1x"])
     assert cfg.dataset.num_classes == 80
-    assert cfg.schedule.max_epochs == 12 and list(cfg.schedule.milestones) == [8, 11]
+    assert cfg.schedule.max_epochs == 12 and list(cfg.schedule.policy.milestones) == [8, 11]
     assert cfg.trainer.max_epochs == 12
     assert cfg.model.roi_head.bbox_head.num_classes == 80
 

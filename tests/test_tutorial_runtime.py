@@ -1,4 +1,5 @@
-"""docs/tutorials/5_runtime.md: its optimizers, parameter-wise settings and lr scaling work as documented.
+"""docs/tutorials/5_runtime.md: its optimizers, parameter-wise settings, schedules (a decay policy of the
+user's own included) and lr scaling work as documented.
 
 The tutorial's files (``my_project/optim.py``, ``my_configs/...``) are written from the markdown, as
 ``tests/test_docs.py`` writes them, into a temp directory on ``sys.path``. Each documented command's config is
@@ -166,8 +167,41 @@ def test_schedule_table_matches_the_configs() -> None:
     assert set(table) == {p.stem for p in conf.glob("*.yaml")}
     for name, (epochs, policy, milestones, warmup, min_lr) in table.items():
         cfg = OmegaConf.load(conf / f"{name}.yaml")
-        documented_milestones = [] if milestones == "-" else [int(m) for m in milestones.strip("[]").split(",")]
-        assert (int(epochs), policy, documented_milestones, float(min_lr)) == (
-            cfg.max_epochs, cfg.policy, list(cfg.milestones), cfg.min_lr_ratio
+        documented_milestones = (
+            None if milestones == "-" else [int(m) for m in milestones.strip("[]").split(",")]
+        )
+        configured_milestones = list(cfg.policy.milestones) if "milestones" in cfg.policy else None
+        assert (int(epochs), f"lightdet.engine.{policy}", documented_milestones, float(min_lr)) == (
+            cfg.max_epochs, cfg.policy._target_, configured_milestones, cfg.policy.min_lr_ratio
         ), name
         assert warmup == f"{cfg.warmup}, {cfg.warmup_iters} iters from {cfg.warmup_ratio:g}x", name
+
+
+def _lr_curve(schedule: DictConfig, iters_per_epoch: int, steps: int) -> list[float]:
+    """The lr of an SGD group at 0.02 at each of ``steps`` optimizer steps under ``schedule``."""
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.02)
+    scheduler = instantiate(schedule)(optimizer, iters_per_epoch=iters_per_epoch)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_no_decay_line_replaces_the_policy(project: Path) -> None:
+    cfg = compose_command(next(c for c in COMMANDS if "lightdet.engine.NoDecay" in c))
+    assert cfg.schedule.warmup is None and set(cfg.schedule.policy) == {"_target_"}
+    assert _lr_curve(cfg.schedule, iters_per_epoch=10, steps=60) == pytest.approx([0.02] * 60)
+
+
+def test_your_own_policy_gives_the_documented_lr(project: Path) -> None:
+    """my_project.schedules.PolyDecay: 0.02 x 0.5 ** 0.9 = 0.0107 halfway, after the warmup; 0 at the end."""
+    cfg = compose_command(next(c for c in COMMANDS if c.endswith("schedule=poly --cfg job")))
+    assert cfg.trainer.max_epochs == 12 and cfg.schedule.policy._target_ == "my_project.schedules.PolyDecay"
+    lrs = _lr_curve(cfg.schedule, iters_per_epoch=100, steps=1205)
+    warmup = [0.001 + 0.999 * it / 500 for it in range(500)] + [1.0] * 705
+    assert lrs == pytest.approx([0.02 * w * (1 - min(it, 1200) / 1200) ** 0.9 for it, w in enumerate(warmup)])
+    assert lrs[600] == pytest.approx(0.0107, abs=5e-5) and lrs[1200:] == [0.0] * 5
+    squared = compose_command(next(c for c in COMMANDS if "schedule.policy.power=2.0" in c))
+    assert _lr_curve(squared.schedule, iters_per_epoch=100, steps=601)[600] == pytest.approx(0.02 * 0.25)

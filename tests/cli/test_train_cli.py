@@ -19,7 +19,7 @@ def test_cfg_job_composes_from_another_directory(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     cfg = OmegaConf.create(proc.stdout)
     assert cfg.dataset.num_classes == 80 and cfg.model.roi_head.bbox_head.num_classes == 80
-    assert cfg.trainer.max_epochs == 12 and list(cfg.schedule.milestones) == [8, 11]
+    assert cfg.trainer.max_epochs == 12 and list(cfg.schedule.policy.milestones) == [8, 11]
 
 
 def test_typo_in_key_names_the_nearest_keys(tmp_path: Path) -> None:

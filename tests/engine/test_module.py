@@ -14,7 +14,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lightdet.engine import CONFIG_KEY, DetectionModule, NonFiniteLossError, build_warmup_scheduler
+from lightdet.engine import (
+    CONFIG_KEY,
+    CosineDecay,
+    DetectionModule,
+    NonFiniteLossError,
+    ParamGroupRules,
+    PrefixRule,
+    StepDecay,
+    build_warmup_scheduler,
+)
 from lightdet.evaluation import CocoEvaluator
 from lightdet.structures import DetBatch, Detections, DetSample, ImageMeta, xyxy_to_xywh
 
@@ -142,7 +151,7 @@ def test_fit_logs_losses_lr_and_val_map(loader: DataLoader, evaluator: CocoEvalu
 
 def test_warmup_and_milestone_in_the_logged_lr(loader: DataLoader) -> None:
     """3 batches per epoch (limit_train_batches): a 1-epoch milestone is iteration 3, inside the warmup."""
-    scheduler = functools.partial(build_warmup_scheduler, max_epochs=2, policy="step", milestones=[1],
+    scheduler = functools.partial(build_warmup_scheduler, max_epochs=2, policy=StepDecay(milestones=[1]),
                                   warmup_iters=4, warmup_ratio=0.1)  # fmt: skip
     recorder = LrRecorder()
     trainer = _trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=0, callbacks=[recorder])
@@ -157,7 +166,7 @@ def test_iters_per_epoch_counts_accumulation_and_max_steps(loader: DataLoader) -
 
     def scheduler(optimizer: torch.optim.Optimizer, **kwargs: int) -> torch.optim.lr_scheduler.LRScheduler:
         seen.update(kwargs)
-        return build_warmup_scheduler(optimizer, **kwargs)
+        return build_warmup_scheduler(optimizer, policy=StepDecay(milestones=[8, 11]), **kwargs)
 
     # 3 batches, accumulating 2: 2 optimizer steps per epoch; max_steps does not change the epoch length.
     trainer = _trainer(max_epochs=4, max_steps=3, accumulate_grad_batches=2, limit_val_batches=0)
@@ -203,7 +212,7 @@ def test_validate_without_evaluator_and_test_and_predict(
 
 
 def test_auto_scale_lr_and_paramwise(loader: DataLoader) -> None:
-    paramwise = {"norm_decay_mult": 0.0, "custom_keys": {"shift": {"lr_mult": 0.5}}}
+    paramwise = ParamGroupRules(norm_decay_mult=0.0, custom_keys={"shift": PrefixRule(lr_mult=0.5)})
     module = _module(auto_scale_lr=True, batch_size=2, base_batch_size=16, paramwise=paramwise)
     trainer = _trainer(max_steps=1, accumulate_grad_batches=2, limit_val_batches=0)
     trainer.fit(module, loader)
@@ -229,13 +238,22 @@ def test_checkpoint_carries_config_and_hparams(loader: DataLoader, tmp_path: Pat
     assert torch.equal(reloaded.detector.shift, module.detector.shift)
 
 
-def test_bad_configuration_is_named() -> None:
-    with pytest.raises(TypeError, match="functools.partial binding lr"):
-        _module(optimizer=torch.optim.SGD)
+class NoDefaultLr(torch.optim.Optimizer):
+    def __init__(self, params: Any) -> None:
+        super().__init__(params, {"momentum": 0.9})
+
+
+def test_bad_configuration_is_named_at_construction() -> None:
+    with pytest.raises(TypeError, match="NoDefaultLr has no default lr"):
+        _module(optimizer=NoDefaultLr)
+    with pytest.raises(TypeError, match="momentun"):  # a misspelt optimizer argument
+        _module(optimizer=functools.partial(torch.optim.SGD, lr=0.02, momentun=0.9))
     with pytest.raises(ValueError, match="needs batch_size"):
         _module(auto_scale_lr=True)
-    with pytest.raises(ValueError, match=r"paramwise: unknown key\(s\) \['norm_decay'\]"):
-        _module(paramwise={"norm_decay": 0.0})
+    with pytest.raises(TypeError, match=r"paramwise must be a ParamGroupRules .* dict: \{'norm_decay_mult'"):
+        _module(paramwise={"norm_decay_mult": 0.0})
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        _module(FakeDetector().requires_grad_(False))
 
 
 def test_loss_without_loss_keys_is_an_error(samples: list[DetSample]) -> None:
@@ -252,3 +270,67 @@ def test_adamw_weight_decay_default_is_kept() -> None:
     optimizer = module.configure_optimizers()
     assert isinstance(optimizer, torch.optim.AdamW)
     assert all(math.isclose(g["weight_decay"], 0.01) for g in optimizer.param_groups)
+
+
+class LossRecorder(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+
+# Seeded 6-step fits (2 epochs x 3 batches) of FakeDetector (shift starting at 0.5), produced with the code
+# before the parameter-group rules, the optimizer's base values and the decay policies became objects
+# (commit 61254c8, paramwise as a dict, policy as a string): the losses, the final groups and weights.
+SEEDED_FITS = {
+    "sgd_step_paramwise_auto_scale": (
+        [2.0999999046325684, 2.096001625061035, 2.07141375541687, 2.0128350257873535, 2.0025107860565186,
+         1.9867653846740723],
+        [("shift:default", 0.0005, 0.00030000000000000003), ("default", 0.001, 0.0001), ("bias", 0.002, 0.0),
+         ("norm", 0.001, 0.0)],
+        {"shift": [0.4833325743675232] * 4, "conv.bias": [-0.011439246125519276, 0.4577748477458954],
+         "conv.weight": [-0.004322524648159742, 0.30971479415893555, -0.47518378496170044,
+                         -0.42489317059516907, -0.2223682552576065, 0.15482018887996674],
+         "bn.weight": [1.0, 1.0], "bn.bias": [0.03332987427711487, 0.03332987427711487]},
+    ),
+    "adamw_default_decay_cosine": (
+        [2.0999999046325684, 2.0999398231506348, 2.0717380046844482, 2.0257692337036133, 1.9935376644134521,
+         1.9746513366699219],
+        [("default", 0.001, 0.01), ("bias", 0.001, 0.01), ("norm", 0.001, 0.01)],
+        {"shift": [0.47709304094314575] * 4, "conv.bias": [-0.010445863008499146, 0.4585038721561432],
+         "conv.weight": [-0.002576798666268587, 0.31075215339660645, -0.47399088740348816,
+                         -0.42318347096443176, -0.22127605974674225, 0.1555706262588501],
+         "bn.weight": [1.008994221687317, 1.0010790824890137], "bn.bias": [0.022803859785199165] * 2},
+    ),
+}
+
+
+def _seeded_fit_module(name: str) -> DetectionModule:
+    if name == "sgd_step_paramwise_auto_scale":
+        rules = ParamGroupRules(norm_decay_mult=0.0, bias_lr_mult=2.0, bias_decay_mult=0.0,
+                                custom_keys={"shift": {"lr_mult": 0.5, "decay_mult": 3.0}})  # fmt: skip
+        scheduler = functools.partial(build_warmup_scheduler, max_epochs=2, policy=StepDecay(milestones=[1]),
+                                      warmup_iters=4, warmup_ratio=0.1)  # fmt: skip
+        scaling = dict(auto_scale_lr=True, batch_size=2, base_batch_size=4)
+        return _module(scheduler=scheduler, paramwise=rules, **scaling)
+    cosine = CosineDecay(min_lr_ratio=0.1)
+    scheduler = functools.partial(build_warmup_scheduler, policy=cosine, warmup_iters=2)
+    return _module(optimizer=functools.partial(torch.optim.AdamW, lr=1e-2), scheduler=scheduler)
+
+
+@pytest.mark.parametrize("name", sorted(SEEDED_FITS))
+def test_seeded_fit_is_unchanged(name: str, samples: list[DetSample]) -> None:
+    torch.manual_seed(0)
+    module = _seeded_fit_module(name)
+    module.detector.shift.data.fill_(0.5)
+    recorder = LossRecorder()
+    trainer = _trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=0, callbacks=[recorder])
+    trainer.fit(module, DataLoader(samples, batch_size=2, collate_fn=DetBatch.collate))
+    losses, groups, weights = SEEDED_FITS[name]
+    assert recorder.losses == pytest.approx(losses, rel=1e-6)
+    actual = [(g["name"], g["lr"], g["weight_decay"]) for g in trainer.optimizers[0].param_groups]
+    assert actual == [(n, pytest.approx(lr), pytest.approx(decay)) for n, lr, decay in groups]
+    for param, values in weights.items():
+        final = module.detector.get_parameter(param).flatten().tolist()
+        assert final == pytest.approx(values, rel=1e-5), param

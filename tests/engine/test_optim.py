@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from lightdet.engine import build_param_groups, scale_lr
+from lightdet.engine import ParamGroupRules, PrefixRule, build_optimizer, scale_lr
 
 
 class Toy(nn.Module):
@@ -20,6 +23,12 @@ class Toy(nn.Module):
         self.head.shared = self.head[0]  # a shared module: its parameters are listed once
         self.stem = nn.Conv2d(3, 3, 1)
         self.stem.requires_grad_(False)
+
+
+def build_param_groups(model: nn.Module, *, base_lr: float, weight_decay: float, **rules: Any) -> list[dict]:
+    """The groups of an SGD optimizer with that lr and weight decay under ``ParamGroupRules(**rules)``."""
+    sgd = functools.partial(torch.optim.SGD, lr=base_lr, weight_decay=weight_decay)
+    return build_optimizer(sgd, model, ParamGroupRules(**rules)).param_groups
 
 
 def _groups_by_param(groups: list[dict], model: nn.Module) -> dict[str, dict]:
@@ -86,12 +95,61 @@ def test_custom_keys_longest_prefix_wins_and_composes() -> None:
     assert by["head.0.weight"]["weight_decay"] == pytest.approx(1e-4)
 
 
+def test_rules_give_multipliers_and_take_typed_prefix_rules() -> None:
+    model = Toy()
+    as_yaml = ParamGroupRules(bias_lr_mult=2.0, custom_keys={"neck": {"decay_mult": 0.5}})
+    typed = ParamGroupRules(bias_lr_mult=2.0, custom_keys={"neck": PrefixRule(decay_mult=0.5)})
+    groups = typed(model)
+    assert [(g["name"], g["lr_mult"], g["decay_mult"]) for g in groups] == [
+        ("default", 1.0, 1.0), ("norm", 1.0, 1.0), ("bias", 2.0, 1.0),
+        ("neck:default", 1.0, 0.5), ("neck:bias", 2.0, 0.5), ("neck:norm", 1.0, 0.5),
+    ]  # fmt: skip
+    assert [g["params"] for g in as_yaml(model)] == [g["params"] for g in groups]
+    assert "lr" not in groups[0] and "weight_decay" not in groups[0]  # the optimizer's own values come later
+
+
 def test_bad_custom_key_and_all_frozen() -> None:
-    with pytest.raises(ValueError, match=r"custom_keys\['backbone'\].*'lr_mul'"):
-        build_param_groups(Toy(), base_lr=0.1, weight_decay=0.0, custom_keys={"backbone": {"lr_mul": 0.1}})
+    with pytest.raises(ValueError, match=r"custom_keys\['backbone'\]: unknown field\(s\) \['lr_mul'\]"):
+        ParamGroupRules(custom_keys={"backbone": {"lr_mul": 0.1}})
+    with pytest.raises(ValueError, match=r"custom_keys\['backbone'\]: unknown field\(s\) 0.1"):
+        ParamGroupRules(custom_keys={"backbone": 0.1})
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        build_param_groups(frozen, base_lr=0.1, weight_decay=0.0)
+        ParamGroupRules()(frozen)
+
+
+class NoDefaultLr(torch.optim.Optimizer):
+    def __init__(self, params: Any) -> None:
+        super().__init__(params, {"momentum": 0.9})
+
+
+def test_build_optimizer_reads_the_base_values_from_the_built_optimizer() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2))
+    rules = ParamGroupRules(norm_decay_mult=0.0, bias_lr_mult=2.0)
+    adamw = build_optimizer(functools.partial(torch.optim.AdamW, lr=1e-3), model, rules)  # AdamW's decay
+    values = [(g["lr"], g["weight_decay"]) for g in adamw.param_groups]
+    assert values == [(1e-3, 0.01), (2e-3, 0.01), (1e-3, 0.0)]
+    scaled = build_optimizer(torch.optim.SGD, model, rules, scale=lambda lr: lr * 4)  # SGD's defaults
+    values = [(g["lr"], g["weight_decay"]) for g in scaled.param_groups]
+    assert values == [(4e-3, 0.0), (8e-3, 0.0), (4e-3, 0.0)]
+    rprop = build_optimizer(functools.partial(torch.optim.Rprop, lr=0.1), model, rules)  # no weight decay
+    assert [g["lr"] for g in rprop.param_groups] == [0.1, 0.2, 0.1]
+    assert all("weight_decay" not in g for g in rprop.param_groups)
+    with pytest.raises(TypeError, match="NoDefaultLr has no default lr"):
+        build_optimizer(NoDefaultLr, model, rules)
+
+
+def test_build_optimizer_takes_rules_of_your_own() -> None:
+    """Any callable ``model -> groups`` with multipliers: here the head trains 10x faster."""
+
+    def head_fast(model: nn.Module) -> list[dict]:
+        head = set(model.head.parameters())
+        rest = [p for p in model.parameters() if p not in head and p.requires_grad]
+        return [{"params": rest, "lr_mult": 1.0, "decay_mult": 1.0}, {"params": list(head), "lr_mult": 10.0}]
+
+    sgd = functools.partial(torch.optim.SGD, lr=0.01, weight_decay=1e-4)
+    groups = build_optimizer(sgd, Toy(), head_fast).param_groups
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(0.01, 1e-4), (0.1, 1e-4)]
 
 
 def test_scale_lr() -> None:

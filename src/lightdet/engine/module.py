@@ -6,7 +6,6 @@ per-iteration lr schedule, and the evaluation loop (process -> gather across ran
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from lightdet.engine.optim import build_param_groups, scale_lr
+from lightdet.engine.optim import ParamGroup, ParamGroupRules, build_optimizer, scale_lr
 from lightdet.evaluation import CocoEvaluator, EvalResult
 from lightdet.structures import DetBatch, Detections
 
@@ -27,26 +26,9 @@ __all__ = ["CONFIG_KEY", "DetectionModule", "NonFiniteLossError"]
 #: Checkpoint key under which the composed run config is stored (see ``DetectionModule.lightdet_config``).
 CONFIG_KEY = "lightdet_config"
 
-_PARAMWISE_KEYS = ("norm_decay_mult", "bias_decay_mult", "bias_lr_mult", "custom_keys")
-
 
 class NonFiniteLossError(FloatingPointError):
     """A training loss became NaN or infinite."""
-
-
-def _optimizer_defaults(factory: Callable[..., Optimizer]) -> tuple[float, float]:
-    """``(lr, weight_decay)`` bound in an optimizer partial (weight decay: the class default if unbound)."""
-    keywords = getattr(factory, "keywords", None)
-    if keywords is None or "lr" not in keywords:
-        raise TypeError(
-            "DetectionModule(optimizer=...) must be a functools.partial binding lr, e.g. a Hydra node with "
-            f"`_partial_: true` and `lr: 0.02`; got {factory!r}"
-        )
-    if "weight_decay" in keywords:
-        return float(keywords["lr"]), float(keywords["weight_decay"])
-    default = inspect.signature(factory.func).parameters.get("weight_decay")  # type: ignore[attr-defined]
-    decay = 0.0 if default is None or default.default is inspect.Parameter.empty else float(default.default)
-    return float(keywords["lr"]), decay
 
 
 def freeze_submodules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
@@ -81,15 +63,17 @@ class DetectionModule(L.LightningModule):
     Args:
         detector: an ``nn.Module`` with ``loss(batch: DetBatch) -> dict[str, Tensor]`` (keys starting with
             ``loss`` are summed; other scalars are logged) and ``predict(batch) -> list[Detections]``.
-        optimizer: a partial of an optimizer class binding at least ``lr`` (Hydra ``_partial_: true``);
-            it is called with the parameter groups.
+        optimizer: called with the parameter groups, returns the optimizer: a partial of an optimizer
+            class (Hydra ``_partial_: true``). Its lr and weight decay (bound, else the class's defaults) are
+            the base values that the groups' multipliers scale (:func:`~lightdet.engine.build_optimizer`).
         scheduler: a partial called as ``scheduler(optimizer, iters_per_epoch=N[, max_epochs=E])``
             returning a per-iteration scheduler (e.g. :func:`~lightdet.engine.build_warmup_scheduler`);
             ``max_epochs`` is passed from the trainer only when the partial does not bind it.
             None: a constant lr.
         evaluator: accumulates validation/test detections; None: validation only runs ``predict``.
-        paramwise: keyword arguments of :func:`~lightdet.engine.build_param_groups` (``norm_decay_mult``,
-            ``bias_decay_mult``, ``bias_lr_mult``, ``custom_keys``).
+        paramwise: splits the parameters into groups with lr and decay multipliers: a
+            :class:`~lightdet.engine.ParamGroupRules`, or any callable ``model -> list of group dicts`` with
+            ``params``, ``lr_mult`` and ``decay_mult``. None: ``ParamGroupRules()`` (one multiplier of 1).
         auto_scale_lr: scale the lr linearly by the global batch
             (``batch_size * world_size * accumulate_grad_batches``) against ``base_batch_size``.
         base_batch_size: the global batch the configured lr was published for.
@@ -112,7 +96,7 @@ class DetectionModule(L.LightningModule):
         scheduler: Callable[..., LRScheduler] | None = None,
         evaluator: CocoEvaluator | None = None,
         *,
-        paramwise: Mapping[str, Any] | None = None,
+        paramwise: Callable[[nn.Module], list[ParamGroup]] | None = None,
         auto_scale_lr: bool = False,
         base_batch_size: int = 16,
         batch_size: int | None = None,
@@ -120,24 +104,28 @@ class DetectionModule(L.LightningModule):
         freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
-        unknown = sorted(set(paramwise or {}) - set(_PARAMWISE_KEYS))
-        if unknown:
-            raise ValueError(f"paramwise: unknown key(s) {unknown}; expected any of {list(_PARAMWISE_KEYS)}")
+        if paramwise is not None and not callable(paramwise):
+            raise TypeError(
+                f"paramwise must be a ParamGroupRules (a yaml node with `_target_: "
+                f"lightdet.engine.ParamGroupRules`), got {type(paramwise).__name__}: {paramwise!r}"
+            )
         if auto_scale_lr and not batch_size:
             raise ValueError("auto_scale_lr=True needs batch_size, the per-device training batch size")
-        _optimizer_defaults(optimizer)  # fail at construction, not after the first epoch's data loading
         # Built objects are not hyperparameters: the CLI stores the composed config (lightdet_config).
-        self.save_hyperparameters(ignore=["detector", "optimizer", "scheduler", "evaluator"])
+        self.save_hyperparameters(ignore=["detector", "optimizer", "scheduler", "evaluator", "paramwise"])
         self.detector = detector
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.evaluator = evaluator
-        self.paramwise: dict[str, Any] = dict(paramwise or {})
+        self.paramwise = paramwise if paramwise is not None else ParamGroupRules()
         self.auto_scale_lr = auto_scale_lr
         self.base_batch_size = base_batch_size
         self.batch_size = batch_size
         self.print_tables = print_tables
         self.frozen = freeze_submodules(detector, freeze)
+        # A trial build fails at construction, not after the first epoch's data loading: a bad optimizer
+        # argument, an optimizer without a default lr, a model with nothing left to train.
+        build_optimizer(optimizer, detector, self.paramwise)
         self.last_eval: EvalResult | None = None
         self.lightdet_config: dict[str, Any] | None = None
 
@@ -241,11 +229,8 @@ class DetectionModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
-        lr, weight_decay = _optimizer_defaults(self.optimizer_factory)
-        if self.auto_scale_lr:
-            lr = self._scaled_lr(lr)
-        groups = build_param_groups(self.detector, base_lr=lr, weight_decay=weight_decay, **self.paramwise)
-        optimizer = self.optimizer_factory(groups)
+        scale = self._scaled_lr if self.auto_scale_lr else None
+        optimizer = build_optimizer(self.optimizer_factory, self.detector, self.paramwise, scale=scale)
         if self.scheduler_factory is None:
             return optimizer
         iters_per_epoch = self._iters_per_epoch()

@@ -1,12 +1,17 @@
-"""Per-iteration learning-rate schedules: warmup by iterations, then step / cosine / constant by epochs.
+"""Per-iteration learning-rate schedules: a warmup by iterations times a decay policy by epochs.
 
-Every schedule is a factor of each group's initial lr, so per-group multipliers (``lr_mult``) are kept.
-The factor at iteration ``it`` (0-based, the optimizer steps taken so far) is ``warmup(it) * regular(it)``:
+A decay policy is any callable ``policy(it, *, iters_per_epoch, max_epochs) -> float``: the factor of each
+group's initial lr at iteration ``it`` (0-based, the optimizer steps taken so far). It declares its own
+parameters in its constructor and is named by ``_target_`` in ``schedule.policy``, so a class of your own
+plugs in like the ones here. :func:`build_warmup_scheduler` multiplies it by a warmup factor
+(``warmup(it) * policy(it)``) and steps it once per iteration. The factors multiply each group's initial
+lr, so per-group multipliers (``lr_mult``) are kept.
 
-* ``step``: ``max(gamma ** (number of milestones reached), min_lr_ratio)``; a milestone ``m`` (epochs) is
-  reached at iteration ``m * iters_per_epoch``, i.e. the lr drops at the start of epoch ``m`` (0-based).
-* ``cosine``: from 1 down to ``min_lr_ratio`` over ``max_epochs * iters_per_epoch`` iterations.
-* ``constant``: 1.
+* :class:`StepDecay`: ``max(gamma ** (number of milestones reached), min_lr_ratio)``; a milestone ``m``
+  (epochs) is reached at iteration ``m * iters_per_epoch``, i.e. the lr drops at the start of epoch ``m``
+  (0-based).
+* :class:`CosineDecay`: from 1 down to ``min_lr_ratio`` over ``max_epochs * iters_per_epoch`` iterations.
+* :class:`NoDecay`: 1.
 * warmup ``linear``: ``ratio + (1 - ratio) * it / warmup_iters`` for ``it < warmup_iters`` (MMDetection's
   formula); ``constant``: ``ratio`` for ``it < warmup_iters``; None: no warmup.
 """
@@ -15,37 +20,87 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Literal, Protocol
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["build_warmup_scheduler", "lr_factor"]
+__all__ = ["CosineDecay", "DecayPolicy", "NoDecay", "StepDecay", "build_warmup_scheduler", "lr_factor"]
 
-Policy = Literal["step", "cosine", "constant"]
 Warmup = Literal["linear", "constant"] | None
 
 
-def _regular_factor(
-    it: int,
-    *,
-    policy: str,
-    total_iters: int,
-    milestone_iters: Sequence[int],
-    gamma: float,
-    min_lr_ratio: float,
-) -> float:
-    if policy == "step":
-        reached = sum(it >= m for m in milestone_iters)
-        return max(gamma**reached, min_lr_ratio)
-    if policy == "cosine":
-        progress = min(it, total_iters) / total_iters
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0
+class DecayPolicy(Protocol):
+    """The lr factor (relative to each group's initial lr) at iteration ``it`` of a run of that length."""
+
+    def __call__(self, it: int, *, iters_per_epoch: int, max_epochs: int) -> float: ...
 
 
-def _warmup_factor(it: int, *, warmup: str | None, warmup_iters: int, warmup_ratio: float) -> float:
+def _check_ratio(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value}: expected a value in [0, 1]")
+
+
+@dataclass
+class StepDecay:
+    """Multiplies the lr by ``gamma`` at the start of each epoch in ``milestones``, never below the floor.
+
+    Args:
+        milestones: 0-based epochs, increasing: ``[8, 11]`` trains 8 epochs at 1x, 3 at ``gamma``, then
+            ``gamma ** 2``.
+        gamma: the decay per milestone.
+        min_lr_ratio: the floor, relative to the initial lr.
+    """
+
+    milestones: Sequence[int]
+    gamma: float = 0.1
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+        if list(self.milestones) != sorted(self.milestones) or any(m < 0 for m in self.milestones):
+            raise ValueError(
+                f"milestones={list(self.milestones)}: expected non-negative epochs in increasing order"
+            )
+        _check_ratio("min_lr_ratio", self.min_lr_ratio)
+        self.gamma, self.min_lr_ratio = float(self.gamma), float(self.min_lr_ratio)
+
+    def __call__(self, it: int, *, iters_per_epoch: int, max_epochs: int) -> float:
+        reached = sum(it >= m * iters_per_epoch for m in self.milestones)
+        return max(self.gamma**reached, self.min_lr_ratio)
+
+
+@dataclass
+class CosineDecay:
+    """Half a cosine, every iteration, from 1 to ``min_lr_ratio`` at the end of ``max_epochs``; flat after.
+
+    Args:
+        min_lr_ratio: the end value, relative to the initial lr.
+    """
+
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_ratio("min_lr_ratio", self.min_lr_ratio)
+        self.min_lr_ratio = float(self.min_lr_ratio)
+
+    def __call__(self, it: int, *, iters_per_epoch: int, max_epochs: int) -> float:
+        total = iters_per_epoch * max_epochs
+        progress = min(it, total) / total
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class NoDecay:
+    """A constant lr (after the warmup)."""
+
+    def __call__(self, it: int, *, iters_per_epoch: int, max_epochs: int) -> float:
+        return 1.0
+
+
+def _warmup_factor(it: int, *, warmup: Warmup, warmup_iters: int, warmup_ratio: float) -> float:
     if warmup is None or it >= warmup_iters:
         return 1.0
     if warmup == "linear":
@@ -56,89 +111,72 @@ def _warmup_factor(it: int, *, warmup: str | None, warmup_iters: int, warmup_rat
 def lr_factor(
     it: int,
     *,
+    policy: DecayPolicy,
     iters_per_epoch: int,
     max_epochs: int,
-    policy: Policy = "step",
-    milestones: Sequence[int] = (8, 11),
-    gamma: float = 0.1,
+    warmup: Warmup = "linear",
     warmup_iters: int = 500,
     warmup_ratio: float = 0.001,
-    warmup: Warmup = "linear",
-    min_lr_ratio: float = 0.0,
 ) -> float:
     """The lr factor at iteration ``it`` (module docstring); arguments as :func:`build_warmup_scheduler`."""
-    regular = _regular_factor(
-        it,
-        policy=policy,
-        total_iters=max(1, iters_per_epoch * max_epochs),
-        milestone_iters=[int(m) * iters_per_epoch for m in milestones],
-        gamma=gamma,
-        min_lr_ratio=min_lr_ratio,
-    )
+    regular = policy(it, iters_per_epoch=iters_per_epoch, max_epochs=max_epochs)
     return regular * _warmup_factor(it, warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio)
 
 
 def _check_args(
-    *, iters_per_epoch: int, max_epochs: int, policy: str, milestones: Sequence[int], warmup: str | None,
-    warmup_iters: int, warmup_ratio: float, min_lr_ratio: float,
+    *, policy: object, iters_per_epoch: int, max_epochs: int, warmup: str | None, warmup_iters: int,
+    warmup_ratio: float,
 ) -> None:  # fmt: skip
+    if not callable(policy):
+        raise TypeError(
+            f"policy={policy!r}: expected a decay policy object, e.g. StepDecay(milestones=[8, 11]) "
+            "(in a schedule yaml: a `policy:` node with `_target_: lightdet.engine.StepDecay`)"
+        )
     if iters_per_epoch < 1 or max_epochs < 1:
         raise ValueError(f"iters_per_epoch={iters_per_epoch} and max_epochs={max_epochs} must be >= 1")
-    if policy not in ("step", "cosine", "constant"):
-        raise ValueError(f"policy={policy!r}: expected 'step', 'cosine' or 'constant'")
     if warmup not in ("linear", "constant", None):
         raise ValueError(f"warmup={warmup!r}: expected 'linear', 'constant' or None")
-    if list(milestones) != sorted(milestones) or any(m < 0 for m in milestones):
-        raise ValueError(f"milestones={list(milestones)}: expected non-negative epochs in increasing order")
     if warmup is not None and (warmup_iters < 1 or not 0.0 < warmup_ratio <= 1.0):
         raise ValueError(
             f"warmup_iters={warmup_iters} must be >= 1 and warmup_ratio={warmup_ratio} in (0, 1]"
         )
-    if not 0.0 <= min_lr_ratio <= 1.0:
-        raise ValueError(f"min_lr_ratio={min_lr_ratio}: expected a value in [0, 1]")
 
 
 def build_warmup_scheduler(
     optimizer: Optimizer,
     *,
+    policy: DecayPolicy,
     iters_per_epoch: int,
     max_epochs: int,
-    policy: Policy = "step",
-    milestones: Sequence[int] = (8, 11),
-    gamma: float = 0.1,
+    warmup: Warmup = "linear",
     warmup_iters: int = 500,
     warmup_ratio: float = 0.001,
-    warmup: Warmup = "linear",
-    min_lr_ratio: float = 0.0,
 ) -> LambdaLR:
     """A ``LambdaLR`` to be stepped after every optimizer step (Lightning ``interval="step"``).
 
     Args:
         optimizer: its groups' current lrs are the base lrs the factors multiply.
-        iters_per_epoch: optimizer steps per epoch (converts ``milestones`` and ``max_epochs``).
-        max_epochs: the schedule's length; cosine reaches ``min_lr_ratio`` at its end.
-        policy: ``"step"``, ``"cosine"`` or ``"constant"``.
-        milestones: epochs at whose start the lr is multiplied by ``gamma`` (``step`` only).
-        gamma: the step decay.
+        policy: the decay after (and during) the warmup: :class:`StepDecay`, :class:`CosineDecay`,
+            :class:`NoDecay` or any :class:`DecayPolicy`.
+        iters_per_epoch: optimizer steps per epoch (the policy converts its epochs with it).
+        max_epochs: the schedule's length, passed to the policy.
+        warmup: ``"linear"``, ``"constant"`` or None (no warmup).
         warmup_iters: warmup length in iterations.
         warmup_ratio: the warmup's starting factor.
-        warmup: ``"linear"``, ``"constant"`` or None (no warmup).
-        min_lr_ratio: the floor of ``step`` and the end value of ``cosine``, relative to the base lr.
     """
     _check_args(
-        iters_per_epoch=iters_per_epoch, max_epochs=max_epochs, policy=policy, milestones=milestones,
-        warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=warmup_ratio, min_lr_ratio=min_lr_ratio,
+        policy=policy, iters_per_epoch=iters_per_epoch, max_epochs=max_epochs, warmup=warmup,
+        warmup_iters=warmup_iters, warmup_ratio=warmup_ratio,
     )  # fmt: skip
+    # A partial, not a closure or the policy itself: LambdaLR's state dict stores a callable object's
+    # __dict__ (a partial's is empty), so checkpoints carry no policy and resume with the configured one.
     factor: Callable[[int], float] = partial(
         lr_factor,
+        policy=policy,
         iters_per_epoch=int(iters_per_epoch),
         max_epochs=int(max_epochs),
-        policy=policy,
-        milestones=tuple(int(m) for m in milestones),
-        gamma=float(gamma),
+        warmup=warmup,
         warmup_iters=int(warmup_iters),
         warmup_ratio=float(warmup_ratio),
-        warmup=warmup,
-        min_lr_ratio=float(min_lr_ratio),
     )
     return LambdaLR(optimizer, factor)
