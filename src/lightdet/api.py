@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightdet.checkpoint.files import check_fits, read_checkpoint
 from lightdet.checkpoint.load import DETECTOR_PREFIX
 from lightdet.composition import compose, config_from_container
+from lightdet.config_check import check_config_types
 from lightdet.engine.module import CONFIG_KEY
 from lightdet.engine.summary import RunSummary, write_json
 
@@ -167,6 +168,7 @@ def train(cfg: DictConfig) -> TrainResult:
     The run directory (``cfg.paths.output_dir``) receives ``config.yaml``, ``checkpoints/`` (last and
     best by ``val/bbox_mAP``), ``metrics.csv``, TensorBoard logs and ``summary.json``.
     """
+    check_config_types(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -274,6 +276,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         raise ValueError(f"split={split!r}: expected 'val' or 'test'")
     # Only the evaluated split is built: a machine holding just the val images must be enough.
     merged.dataset.datamodule.train = None
+    check_config_types(merged)
     datamodule, module, trainer = _build(merged, _callbacks(merged))
     if split == "val":
         datamodule.test = datamodule.val

@@ -123,13 +123,18 @@ def run_app(app: Callable[[], object], config_name: str) -> None:
     """Runs a ``hydra.main`` app on ``sys.argv``; a composition error exits 2 naming the faulty override.
 
     Hydra's own exceptions are let through (``HYDRA_FULL_ERROR``) so that an override Hydra cannot
-    apply is diagnosed here, with the nearest valid keys, instead of Hydra's "not in struct".
+    apply is diagnosed here, with the nearest valid keys, instead of Hydra's "not in struct"; a value of
+    the wrong type (:mod:`lightdet.config_check`) exits 2 as well.
     """
     from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from lightdet.config_check import ConfigTypeError
 
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         app()
+    except ConfigTypeError as error:
+        raise UsageError(str(error)) from None
     except (ConfigCompositionException, OverrideParseException) as error:
         args = _parse_args(sys.argv[1:])
         check_overrides(args.config_name or config_name, args.overrides, _config_dir_arg(args))
