@@ -35,6 +35,9 @@ ALLOWED: dict[str, str] = {
     "module.scheduler.min_lr_ratio": "interpolates ${schedule}: as schedule.min_lr_ratio",
     "module.paramwise._target_": "param-group rules are a built object (ParamGroupRules), same fields",
     "logger.*._target_": "lightdet's CSV/TensorBoard loggers: Lightning's, continuing the history on resume",
+    "dataset.datamodule.train._target_": "shapes: the class ShapesDataset (states its files to the tools), "
+    "was its alias shapes_dataset; same arguments",
+    "dataset.datamodule.val._target_": "as dataset.datamodule.train._target_",
 }
 
 

@@ -84,26 +84,27 @@ def add_check(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_check)
 
 
-def _reports(args: argparse.Namespace) -> list[Any]:
-    from lightdet.data.check import check_annotation_file
+def _split_sources(cfg: Any, split: str) -> list[Any]:
+    """The annotation sources of a split of the config (none when the split is unset)."""
     from lightdet.data.sources import annotation_sources
+
+    node = split_node(cfg, split)
+    if node is None:
+        return []
+    try:
+        return annotation_sources(node)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def _reports(args: argparse.Namespace) -> list[Any]:
+    from lightdet.data.check import check_annotation_file, check_source
 
     file, overrides = split_target(args.target)
     if file is not None:
         return [check_annotation_file(file, args.img_dir, classes=_classes_arg(args.classes), split="file")]
     cfg = compose_train_config(overrides)
-    reports = []
-    for split in _SPLITS:
-        node = split_node(cfg, split)
-        if node is None:
-            continue
-        try:
-            sources = annotation_sources(node)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-        for src in sources:
-            reports.append(check_annotation_file(src.ann_file, src.img_dir, classes=src.classes, split=split))
-    return reports
+    return [check_source(src, split) for split in _SPLITS for src in _split_sources(cfg, split)]
 
 
 def _print_report(console: Console, report: Any) -> None:
@@ -239,13 +240,19 @@ _EXAMPLES = {
     "coco2middle": "lightdet-data convert coco2middle instances_val2017.json val_middle.json",
     "yolo2coco": "lightdet-data convert yolo2coco data/images/train train.json --classes classes.txt",
     "images2coco": "lightdet-data convert images2coco photos/ photos.json --classes classes.txt",
+    "dataset2coco": "lightdet-data convert dataset2coco val val.json dataset=voc0712 paths.data_dir=/data",
 }
+_DATASET2COCO = (
+    "the annotation file of one split of a dataset config, in whatever format its dataset class reads "
+    "(a class of your own included) -> COCO json, with the file's values (nothing clipped or dropped)"
+)
 
 
 def add_convert(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert annotations to COCO json (offline)",
                        description="Converts annotations once, offline; the datasets also read VOC and the middle "
-                                   "format directly (online). Category ids are 1..K in class order.")
+                                   "format directly (online). Category ids are 1..K in class order (dataset2coco: the "
+                                   "dataset's own).")
     conv = p.add_subparsers(dest="converter", required=True, metavar="CONVERTER")
     for name, (text, src) in _CONVERTERS.items():
         c = conv.add_parser(name, help=text, description=text, epilog=f"example: {_EXAMPLES[name]}")
@@ -257,6 +264,21 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         if name == "yolo2coco":
             c.add_argument("--labels-dir", help="folder of <image>.txt (default: IMAGE_DIR with images -> labels)")
         c.set_defaults(func=run_convert)
+    c = conv.add_parser("dataset2coco", help=_DATASET2COCO, description=_DATASET2COCO,
+                        epilog=f"example: {_EXAMPLES['dataset2coco']}")
+    c.add_argument("src", metavar="SPLIT", choices=_SPLITS, help="which split of the config")
+    c.add_argument("dst", metavar="DST", help="the json file to write")
+    c.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                   help="overrides of lightdet's train config choosing the dataset, e.g. dataset=voc0712")
+    c.set_defaults(func=run_convert, classes=None)
+
+
+def _split_to_convert(args: argparse.Namespace) -> dict[str, Any]:
+    """``dataset2coco``: the node of the split to convert, from the composed config."""
+    node = split_node(compose_train_config(args.overrides), args.src)
+    if node is None:
+        raise UsageError(f"the dataset config has no {args.src} split (dataset.datamodule.{args.src} is null)")
+    return node
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -265,12 +287,14 @@ def run_convert(args: argparse.Namespace) -> int:
     classes = _classes_arg(args.classes)
     if args.converter == "yolo2coco" and classes is None:
         raise UsageError("yolo2coco needs --classes (the names YOLO's class indices refer to)")
+    node = _split_to_convert(args) if args.converter == "dataset2coco" else None
     run = {
         "voc2coco": lambda: cv.voc_to_coco(args.src, args.dst, **({"classes": classes} if classes else {})),
         "middle2coco": lambda: cv.middle_to_coco(args.src, args.dst, classes=classes),
         "coco2middle": lambda: cv.coco_to_middle(args.src, args.dst),
         "yolo2coco": lambda: cv.yolo_to_coco(args.src, args.dst, classes=classes, labels_dir=args.labels_dir),
         "images2coco": lambda: cv.images_to_coco(args.src, args.dst, classes=classes),
+        "dataset2coco": lambda: cv.dataset_to_coco(node, args.dst),  # type: ignore[arg-type]
     }[args.converter]
     try:
         data = run()

@@ -16,13 +16,14 @@ if TYPE_CHECKING:
     from lightdet.data.albu import Albu
     from lightdet.data.classes import load_class_names, match_categories
     from lightdet.data.datamodule import DetDataModule
-    from lightdet.data.datasets import CocoDataset, shapes_dataset
+    from lightdet.data.datasets import CocoDataset, ShapesDataset, shapes_dataset
     from lightdet.data.datasets.files import dataset_from_file
     from lightdet.data.datasets.middle import MiddleDataset
     from lightdet.data.datasets.voc import VOC_CLASSES, VocDataset
     from lightdet.data.datasets.wrappers import ClassBalancedDataset, ConcatDataset, RepeatDataset
     from lightdet.data.records import ImageRecord, RecordStore, decode_masks
     from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids, repeat_factors
+    from lightdet.data.sources import AnnotationSource, CocoGroundTruth, annotation_sources
     from lightdet.data.synthetic import SHAPE_CLASSES, ShapesParams, ensure_shapes, make_shapes
     from lightdet.data.transforms import (
         Compose,
@@ -40,6 +41,7 @@ _MODULE_OF = {
     "match_categories": "classes",
     "DetDataModule": "datamodule",
     "CocoDataset": "datasets",
+    "ShapesDataset": "datasets",
     "shapes_dataset": "datasets",
     "VOC_CLASSES": "datasets",
     "ClassBalancedDataset": "datasets",
@@ -54,6 +56,9 @@ _MODULE_OF = {
     "decode_masks": "records",
     "GroupedBatchSampler": "samplers",
     "aspect_ratio_group_ids": "samplers",
+    "AnnotationSource": "sources",
+    "CocoGroundTruth": "sources",
+    "annotation_sources": "sources",
     "SHAPE_CLASSES": "synthetic",
     "ShapesParams": "synthetic",
     "ensure_shapes": "synthetic",
@@ -69,8 +74,11 @@ _MODULE_OF = {
 
 __all__ = [
     "Albu",
+    "AnnotationSource",
+    "annotation_sources",
     "aspect_ratio_group_ids",
     "CocoDataset",
+    "CocoGroundTruth",
     "Compose",
     "decode_masks",
     "DetDataModule",
@@ -87,6 +95,7 @@ __all__ = [
     "rescale_size",
     "Resize",
     "SHAPE_CLASSES",
+    "ShapesDataset",
     "shapes_dataset",
     "ShapesParams",
     "Transform",

@@ -1,14 +1,14 @@
 """``lightdet-data check``: a dataset doctor that reads annotation files and reports what would go wrong.
 
-Every supported format is first turned into a COCO-style dict that keeps the file's raw values (no
-clipping, no dropping), then one set of checks runs on it. Findings are :class:`Issue` objects with
+A dataset states its annotation files and reads each one as a COCO dict that keeps the file's raw values
+(no clipping, no dropping; :class:`~lightdet.data.sources.AnnotationSource`), then one set of checks runs
+on it, whatever the format. Findings are :class:`Issue` objects with
 a severity: ``error`` (loading fails or training silently learns the wrong thing), ``warning`` (the
 loader repairs it, e.g. clips or drops a box, or a heuristic suspects a mistake) or ``info``.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,12 +19,11 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from lightdet.data.classes import ClassesSpec, load_class_names
-from lightdet.data.datasets.files import default_image_folder, detect_format
-from lightdet.data.datasets.middle import read_middle
-from lightdet.data.datasets.voc import VOC_CLASSES, read_voc_split
+from lightdet.categories import ClassesSpec, load_class_names
+from lightdet.data.datasets.files import file_sources
+from lightdet.data.sources import AnnotationSource
 
-__all__ = ["Issue", "SplitReport", "check_annotation_file", "check_coco_dict", "load_as_coco"]
+__all__ = ["Issue", "SplitReport", "check_annotation_file", "check_coco_dict", "check_source"]
 
 Severity = Literal["error", "warning", "info"]
 _EXAMPLES = 5
@@ -66,60 +65,6 @@ class SplitReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "errors": self.errors, "warnings": self.warnings}
-
-
-def _voc_as_coco(split_file: Path, root: Path | None, classes: list[str]) -> tuple[dict[str, Any], str]:
-    image_ids, anns = read_voc_split(split_file, root)
-    names = list(classes) + sorted({n for a in anns for n in a.names} - set(classes))
-    images, annotations = [], []
-    for image_id, a in zip(image_ids, anns):
-        images.append({"id": image_id, "file_name": a.filename, "width": a.width, "height": a.height})
-        for name, (x1, y1, x2, y2), diff in zip(a.names, a.boxes.tolist(), a.difficult.tolist()):
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": names.index(name) + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": int(diff)})
-    cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
-    return {"images": images, "annotations": annotations, "categories": cats}, "xyxy"
-
-
-def _middle_as_coco(path: Path, classes: list[str] | None) -> tuple[dict[str, Any], str]:
-    file_classes, records = read_middle(path)
-    names = file_classes or classes or []
-    images, annotations = [], []
-    for m in records:
-        images.append({"id": m.image_id, "file_name": m.filename, "width": m.width, "height": m.height})
-        boxes = [*zip(m.bboxes.tolist(), m.labels.tolist(), [0] * len(m.labels))]
-        boxes += zip(m.bboxes_ignore.tolist(), m.labels_ignore.tolist(), [1] * len(m.labels_ignore))
-        for (x1, y1, x2, y2), label, crowd in boxes:
-            annotations.append({"id": len(annotations) + 1, "image_id": m.image_id, "category_id": label + 1,
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "iscrowd": crowd})
-    cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
-    return {"images": images, "annotations": annotations, "categories": cats}, "xyxy"
-
-
-def load_as_coco(
-    ann_file: str | PathLike, img_dir: str | PathLike | None = None, classes: list[str] | None = None
-) -> tuple[dict[str, Any], str, Path]:
-    """Reads any supported file as a raw COCO dict.
-
-    Returns:
-        ``(coco, box_format, image_folder)``; ``box_format`` is how the file writes boxes (``xywh`` for
-        COCO, ``xyxy`` for VOC / middle), which the box-format heuristic needs.
-    """
-    path = Path(ann_file)
-    fmt = detect_format(path)
-    if fmt == "voc":
-        root = Path(img_dir) if img_dir is not None else path.parents[2]
-        coco, box_format = _voc_as_coco(path, root, classes or list(VOC_CLASSES))
-        return coco, box_format, root / "JPEGImages"
-    if fmt == "middle":
-        coco, box_format = _middle_as_coco(path, classes)
-    else:
-        coco, box_format = json.loads(path.read_text(encoding="utf-8")), "xywh"
-        if not isinstance(coco, dict) or "images" not in coco:
-            raise ValueError(f"{path}: not a COCO annotation file (no top-level `images`)")
-    first = coco["images"][0].get("file_name") if coco["images"] else None
-    folder = Path(img_dir) if img_dir is not None else default_image_folder(path, first)
-    return coco, box_format, folder
 
 
 def _check_images(report: SplitReport, images: list[dict[str, Any]], folder: Path | None) -> None:
@@ -261,7 +206,7 @@ def check_coco_dict(
     coco: Mapping[str, Any], *, source: str, split: str = "", img_dir: str | PathLike | None = None,
     classes: Sequence[str] | None = None, box_format: str = "xywh",
 ) -> SplitReport:
-    """Runs every check on a raw COCO-style dict (see :func:`load_as_coco` for other formats)."""
+    """Runs every check on a raw COCO-style dict (:func:`check_source` reads one from a dataset's file)."""
     report = SplitReport(split=split, source=source)
     coco = dict(coco)
     anns = list(coco.get("annotations", []))
@@ -277,17 +222,32 @@ def check_coco_dict(
     return report
 
 
+def _unreadable(source: str, split: str, err: Exception) -> SplitReport:
+    report = SplitReport(split=split, source=source)
+    report.add("error", "unreadable_annotations", f"cannot read the annotation file: {err}")
+    return report
+
+
+def check_source(source: AnnotationSource, split: str = "") -> SplitReport:
+    """Checks one annotation file of a dataset; a file that cannot be read is one error."""
+    names = load_class_names(source.classes) if source.classes is not None else None
+    try:
+        coco = source.read_coco()
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return _unreadable(source.ann_file, split, err)
+    return check_coco_dict(coco, source=source.ann_file, split=split, img_dir=source.img_dir, classes=names,
+                           box_format=source.box_format)
+
+
 def check_annotation_file(
     ann_file: str | PathLike, img_dir: str | PathLike | None = None, *, classes: ClassesSpec | None = None,
     split: str = "",
 ) -> SplitReport:
-    """Checks one annotation file of any supported format; a file that cannot be parsed is one error."""
-    names = load_class_names(classes) if classes is not None else None
+    """Checks one annotation file of a built-in format (see :mod:`lightdet.data.datasets.files`)."""
+    if classes is not None:
+        load_class_names(classes)  # a bad --classes is a usage error, not a finding about the file
     try:
-        coco, box_format, folder = load_as_coco(ann_file, img_dir, names)
+        (source,) = file_sources(ann_file, img_dir, classes=classes)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        report = SplitReport(split=split, source=str(ann_file))
-        report.add("error", "unreadable_annotations", f"cannot read the annotation file: {err}")
-        return report
-    return check_coco_dict(coco, source=str(ann_file), split=split, img_dir=folder, classes=names,
-                           box_format=box_format)
+        return _unreadable(str(ann_file), split, err)
+    return check_source(source, split)

@@ -3,28 +3,34 @@
 Every converter returns the written dict and writes it to ``dst`` (parent folders created). Output
 boxes are COCO ``xywh``; boxes to be ignored (VOC ``difficult``, middle ``bboxes_ignore``) become
 ``iscrowd: 1``, which :class:`~lightdet.data.CocoDataset` reads back as ``ignore`` boxes. Category ids
-are ``1..K`` in class order.
+are ``1..K`` in class order (:mod:`lightdet.data.coco_format`).
+
+Any dataset converts through its COCO reader (:func:`dataset_to_coco`, the dataset protocol of
+:mod:`lightdet.data.sources`); ``voc_to_coco`` and ``middle_to_coco`` add the checks an offline
+conversion wants (every class listed, every label in range).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
-from lightdet.data.classes import ClassesSpec, load_class_names
-from lightdet.data.datasets.middle import read_middle
-from lightdet.data.datasets.voc import VOC_CLASSES, read_voc_split
+from lightdet.categories import ClassesSpec, load_class_names
+from lightdet.data.coco_format import coco_annotation, coco_categories
+from lightdet.data.datasets.middle import middle_as_coco
+from lightdet.data.datasets.voc import VOC_CLASSES, voc_as_coco
+from lightdet.data.sources import read_ground_truth
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "coco_to_middle",
+    "dataset_to_coco",
     "images_to_coco",
     "middle_to_coco",
     "voc_to_coco",
@@ -41,31 +47,17 @@ def _write(dst: str | PathLike, data: Any) -> Any:
     return data
 
 
-def _categories(names: Sequence[str]) -> list[dict[str, Any]]:
-    return [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+def dataset_to_coco(node: Mapping[str, Any], dst: str | PathLike) -> dict[str, Any]:
+    """The annotation file of a dataset node (``_target_`` and its arguments), any format -> COCO json.
 
+    What the dataset's :class:`~lightdet.data.sources.AnnotationSource` reads, as it reads it: boxes and
+    classes are not clipped, dropped or remapped (the dataset does that when it loads).
 
-def _polygon_area(segmentation: Any, fallback: float) -> float:
-    """Shoelace area of a polygon list (COCO's ``area`` of a polygon); ``fallback`` for RLE or none."""
-    if not isinstance(segmentation, list) or not segmentation:
-        return fallback
-    total = 0.0
-    for poly in segmentation:
-        xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-        total += 0.5 * abs(float(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1))))
-    return total
-
-
-def _annotation(ann_id: int, image_id: int, cat_id: int, xyxy: Sequence[float], crowd: bool,
-                segmentation: Any = None) -> dict[str, Any]:
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
-    # rounded to 1e-6 px: undoes the float noise of an xywh -> xyxy -> xywh round trip
-    xywh = [round(v, 6) for v in (x1, y1, x2 - x1, y2 - y1)]
-    ann = {"id": ann_id, "image_id": image_id, "category_id": cat_id, "bbox": xywh,
-           "area": _polygon_area(segmentation, (x2 - x1) * (y2 - y1)), "iscrowd": int(crowd)}
-    if segmentation is not None:
-        ann["segmentation"] = segmentation
-    return ann
+    Raises:
+        ValueError: when the dataset does not state its files, or reads more than one.
+    """
+    coco, _ = read_ground_truth(node)
+    return _write(dst, coco)
 
 
 def voc_to_coco(
@@ -83,19 +75,11 @@ def voc_to_coco(
         ValueError: naming the XML file when an object's class is not in ``classes``.
     """
     root = Path(root) if root is not None else Path(split_file).parents[2]
-    names = load_class_names(classes)
-    image_ids, anns = read_voc_split(split_file, root)
-    img_root = Path(img_root) if img_root is not None else root / "JPEGImages"
-    images, annotations = [], []
-    for image_id, a in zip(image_ids, anns):
-        file_name = os.path.relpath(root / "JPEGImages" / a.filename, img_root)
-        images.append({"id": image_id, "file_name": file_name, "width": a.width, "height": a.height})
-        for name, box, difficult in zip(a.names, a.boxes.tolist(), a.difficult.tolist()):
-            if name not in names:
-                raise ValueError(f"{root / 'Annotations' / (a.name + '.xml')}: object class {name!r} is not "
-                                 f"among the classes {names}; pass --classes with every class")
-            annotations.append(_annotation(len(annotations) + 1, image_id, names.index(name) + 1, box, difficult))
-    return _write(dst, {"images": images, "annotations": annotations, "categories": _categories(names)})
+    data = voc_as_coco(split_file, root, classes=classes, strict=True)
+    if img_root is not None:
+        for image in data["images"]:
+            image["file_name"] = os.path.relpath(root / "JPEGImages" / image["file_name"], img_root)
+    return _write(dst, data)
 
 
 def middle_to_coco(src: str | PathLike, dst: str | PathLike, *, classes: ClassesSpec | None = None) -> dict[str, Any]:
@@ -105,24 +89,7 @@ def middle_to_coco(src: str | PathLike, dst: str | PathLike, *, classes: Classes
         classes: required when the file is a bare list of records (its labels index them); otherwise
             it must be None or equal the file's classes.
     """
-    file_classes, records = read_middle(src)
-    if file_classes is None and classes is None:
-        raise ValueError(f"{src}: a bare list of records has no class names; pass --classes")
-    names = file_classes if file_classes is not None else load_class_names(classes)  # type: ignore[arg-type]
-    if classes is not None and file_classes is not None and load_class_names(classes) != file_classes:
-        raise ValueError(f"{src}: the file's classes {file_classes} differ from --classes {load_class_names(classes)}")
-    images, annotations = [], []
-    for m in records:
-        images.append({"id": m.image_id, "file_name": m.filename, "width": m.width, "height": m.height})
-        segms = m.segmentations or [None] * len(m.bboxes)
-        boxes = [(b, lab, False, s) for b, lab, s in zip(m.bboxes.tolist(), m.labels.tolist(), segms)]
-        boxes += [(b, lab, True, None) for b, lab in zip(m.bboxes_ignore.tolist(), m.labels_ignore.tolist())]
-        for box, label, crowd, segm in boxes:
-            if not 0 <= label < len(names):
-                raise ValueError(f"{src}: image {m.image_id} ({m.filename}) has label {label}, expected "
-                                 f"0..{len(names) - 1} (classes {names})")
-            annotations.append(_annotation(len(annotations) + 1, m.image_id, label + 1, box, crowd, segm))
-    return _write(dst, {"images": images, "annotations": annotations, "categories": _categories(names)})
+    return _write(dst, middle_as_coco(src, classes=classes, strict=True))
 
 
 def coco_to_middle(src: str | PathLike, dst: str | PathLike) -> dict[str, Any]:
@@ -179,7 +146,7 @@ def images_to_coco(
     """
     folder = Path(img_dir)
     images = [_image_entry(i + 1, p, folder) for i, p in enumerate(_list_images(folder))]
-    cats = _categories(load_class_names(classes)) if classes is not None else []
+    cats = coco_categories(load_class_names(classes)) if classes is not None else []
     return _write(dst, {"images": images, "annotations": [], "categories": cats})
 
 
@@ -226,5 +193,5 @@ def yolo_to_coco(
         label_file = Path(labels_dir) / path.relative_to(folder).with_suffix(".txt")
         if label_file.is_file():
             for label, box in _yolo_boxes(label_file, entry["width"], entry["height"], len(names)):
-                annotations.append(_annotation(len(annotations) + 1, entry["id"], label + 1, box, False))
-    return _write(dst, {"images": images, "annotations": annotations, "categories": _categories(names)})
+                annotations.append(coco_annotation(len(annotations) + 1, entry["id"], label + 1, box, False))
+    return _write(dst, {"images": images, "annotations": annotations, "categories": coco_categories(names)})

@@ -1,15 +1,15 @@
 """COCO evaluation (COCOeval's 12 statistics and per-class AP) of the images actually processed.
 
 The evaluator receives :class:`~lightdet.structures.Detections` with labels ``0..K-1`` for the K
-configured classes and maps them back to the annotation file's category ids **by name**, so a class
-subset or a reordered class list is evaluated against the right categories.
+configured classes and maps them back to the annotation file's category ids **by name**
+(:func:`lightdet.categories.match_categories`, as the datasets map them forward), so a class subset or
+a reordered class list is evaluated against the right categories.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import difflib
 import functools
 import io
 import json
@@ -22,8 +22,9 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import torch
 
-from lightdet.data.classes import load_class_names
+from lightdet.categories import ClassesSpec, match_categories
 from lightdet.evaluation.distributed import PerImageResults, is_rank_zero
+from lightdet.evaluation.ground_truth import GroundTruth, describe_ground_truth, load_coco_ground_truth
 from lightdet.evaluation.result import COCO_STAT_NAMES, EvalResult
 from lightdet.structures import Detections, ImageMeta, xyxy_to_xywh
 
@@ -46,34 +47,6 @@ def _quiet() -> Iterator[None]:
     """Silences pycocotools' progress prints (it writes to stdout unconditionally)."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
-
-
-def _resolve_classes(
-    categories: list[dict[str, Any]], classes: Any, ann_file: str
-) -> tuple[list[int], list[str]]:
-    """Returns ``(category ids, names)`` in label order for the configured ``classes``."""
-    if not categories:
-        raise ValueError(f"{ann_file}: the file has no 'categories'; cannot map labels to category ids")
-    by_name: dict[str, int] = {}
-    for cat in categories:
-        if cat["name"] in by_name:
-            raise ValueError(
-                f"{ann_file}: category name {cat['name']!r} is used by more than one category id"
-            )
-        by_name[cat["name"]] = int(cat["id"])
-    if classes is None:
-        ordered = sorted(categories, key=lambda c: int(c["id"]))
-        return [int(c["id"]) for c in ordered], [str(c["name"]) for c in ordered]
-    names = load_class_names(classes)
-    for name in names:
-        if name not in by_name:
-            near = difflib.get_close_matches(name, list(by_name), n=3)
-            hint = f" (did you mean {near}?)" if near else ""
-            raise ValueError(
-                f"{ann_file}: configured class {name!r} is not among the file's categories{hint}; "
-                f"the file has {sorted(by_name)}"
-            )
-    return [by_name[n] for n in names], names
 
 
 def _encode_masks(masks: torch.Tensor | None, meta: ImageMeta) -> list[dict[str, Any]]:
@@ -99,8 +72,10 @@ class CocoEvaluator(PerImageResults):
     """Accumulates detections image by image and computes COCO metrics for the processed images.
 
     Args:
-        ann_file: COCO-format ground-truth json. Read on first use, so it may be generated after the
-            evaluator is built.
+        ann_file: the ground truth: a COCO json path, a COCO dict, or a callable returning one (e.g.
+            ``lightdet.data.CocoGroundTruth`` of a dataset in another format), see
+            :data:`~lightdet.evaluation.ground_truth.GroundTruth`. Read on first use, so it may be
+            generated after the evaluator is built.
         classes: the configured classes (a list, a bare name or a ``classes.txt`` path); label ``i``
             is the file's category named ``classes[i]``. None: every category of the file, by id.
         iou_types: subset of ``("bbox", "segm")``; ``segm`` needs ``Detections.masks``.
@@ -111,8 +86,8 @@ class CocoEvaluator(PerImageResults):
 
     def __init__(
         self,
-        ann_file: str,
-        classes: Sequence[str] | str | None = None,
+        ann_file: GroundTruth,
+        classes: ClassesSpec | None = None,
         *,
         iou_types: Sequence[IouType] = ("bbox",),
         backend: Backend = "faster_coco_eval",
@@ -124,7 +99,7 @@ class CocoEvaluator(PerImageResults):
             raise ValueError(f"iou_types={list(iou_types)}: expected distinct values among {list(IOU_TYPES)}")
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: expected one of {list(BACKENDS)}")
-        self.ann_file = str(ann_file)
+        self.ann_file = ann_file
         self.classes = classes
         self.iou_types: tuple[str, ...] = tuple(iou_types)
         self.backend = backend
@@ -150,21 +125,15 @@ class CocoEvaluator(PerImageResults):
     def _ground_truth(self) -> Any:
         """The backend's COCO object for ``ann_file`` (loaded once), with the class map resolved."""
         if self._gt is None:
-            path = Path(self.ann_file)
-            if not path.is_file():
-                raise FileNotFoundError(f"CocoEvaluator: annotation file {self.ann_file!r} does not exist")
-            try:
-                dataset = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{self.ann_file}: not valid JSON ({e})") from e
+            dataset = load_coco_ground_truth(self.ann_file, "CocoEvaluator")
+            self._class_names, self._cat_ids = match_categories(
+                self.classes, dataset["categories"], source=self.source
+            )
             coco_cls, _ = self._api()
             with _quiet():
                 gt = coco_cls()
                 gt.dataset = dataset
                 gt.createIndex()
-            self._cat_ids, self._class_names = _resolve_classes(
-                dataset.get("categories", []), self.classes, self.ann_file
-            )
             self._gt = gt
         return self._gt
 
@@ -183,7 +152,7 @@ class CocoEvaluator(PerImageResults):
             image_id = int(meta.image_id)
             if image_id not in gt.imgs:
                 raise ValueError(
-                    f"{self.ann_file}: image_id {image_id} ({meta.file_name}) is not among the file's images"
+                    f"{self.source}: image_id {image_id} ({meta.file_name}) is not among the file's images"
                 )
             self._image_ids.append(image_id)
             self._results.append(self._to_coco(det.to("cpu"), meta))
@@ -195,7 +164,7 @@ class CocoEvaluator(PerImageResults):
             raise ValueError(
                 f"image_id {meta.image_id}: detection labels {det.labels.unique().tolist()} "
                 f"outside 0..{k - 1} "
-                f"({k} configured classes of {self.ann_file})"
+                f"({k} configured classes of {self.source})"
             )
         cat_ids = torch.tensor(self._cat_ids, dtype=torch.int64)[det.labels].tolist()
         boxes = xyxy_to_xywh(det.boxes).tolist()
@@ -218,7 +187,7 @@ class CocoEvaluator(PerImageResults):
         """
         image_ids, per_image = self.merged()
         if not image_ids:
-            raise RuntimeError(f"CocoEvaluator({self.ann_file}): no images were processed before compute()")
+            raise RuntimeError(f"CocoEvaluator({self.source}): no images were processed before compute()")
         results = [r for image_results in per_image for r in image_results]
         if self.outfile and is_rank_zero():
             self._write_results(results)

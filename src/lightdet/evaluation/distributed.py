@@ -14,6 +14,8 @@ from typing import Any
 
 import torch.distributed as dist
 
+from lightdet.evaluation.ground_truth import GroundTruth, describe_ground_truth
+
 __all__ = ["RankResults", "PerImageResults", "merge_rank_results", "all_gather_results", "is_rank_zero"]
 
 #: One rank's results: the image ids it processed, in order, and per image the list of its COCO result
@@ -80,15 +82,21 @@ def all_gather_results(
 class PerImageResults(ABC):
     """What every evaluator shares: per-image result lists keyed by image id, gathered across ranks.
 
-    Subclasses load their ground truth in ``_ground_truth()`` (setting ``_class_names``) and append to
-    ``_image_ids`` / ``_results`` in ``process``; ``compute`` reads :meth:`merged`.
+    Subclasses load their ground truth ``ann_file`` in ``_ground_truth()`` (setting ``_class_names``)
+    and append to ``_image_ids`` / ``_results`` in ``process``; ``compute`` reads :meth:`merged`.
     """
 
+    ann_file: GroundTruth
     _class_names: list[str]
 
     @abstractmethod
     def _ground_truth(self) -> Any:
         """Loads the ground truth once (and sets ``_class_names``); returns it."""
+
+    @property
+    def source(self) -> str:
+        """How messages name the ground truth (see :func:`describe_ground_truth`)."""
+        return describe_ground_truth(self.ann_file)
 
     @property
     def class_names(self) -> list[str]:

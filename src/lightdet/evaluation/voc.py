@@ -1,8 +1,10 @@
 """Pascal VOC mAP: per-class AP at IoU thresholds (0.5 by default), area or 11-point interpolation.
 
-Ground truth is read from an annotation file of any format lightdet reads (a VOC split list, COCO or
-middle json); ``difficult`` / crowd / ``bboxes_ignore`` boxes are neither required nor penalised:
-a detection matched to one counts neither as a true nor as a false positive. IoU uses continuous
+Ground truth is COCO (see :data:`~lightdet.evaluation.ground_truth.GroundTruth`); a VOC split list or
+a middle-format file reaches the evaluator through its dataset's COCO reader
+(``lightdet.data.CocoGroundTruth``). Boxes are read as the datasets read them (clipped to the image,
+zero-size boxes dropped). Crowd boxes (VOC ``difficult``, middle ``bboxes_ignore``) are neither
+required nor penalised: a detection matched to one counts neither as a true nor as a false positive. IoU uses continuous
 coordinates (no "+1"), like MMDetection's ``eval_map`` since 2.0. The mean is over the classes with
 ground truth in the evaluated images.
 """
@@ -21,7 +23,14 @@ from rich.console import Console
 from rich.table import Table
 from torchvision.ops import box_iou
 
+from lightdet.categories import ClassesSpec, match_categories
 from lightdet.evaluation.distributed import PerImageResults
+from lightdet.evaluation.ground_truth import (
+    GroundTruth,
+    coco_box_arrays,
+    describe_ground_truth,
+    load_coco_ground_truth,
+)
 from lightdet.evaluation.result import EvalResult
 from lightdet.structures import Detections, ImageMeta
 
@@ -110,9 +119,10 @@ class VocEvaluator(PerImageResults):
     """Accumulates detections image by image; computes VOC AP per class and their mean.
 
     Args:
-        ann_file: ground truth: a VOC split list, a COCO or a middle-format json (read on first use).
-        classes: the configured classes (label ``i`` is ``classes[i]``); None: the file's (VOC: the 20).
-        img_dir: the image folder (VOC: the year folder) when it is not where the format expects it.
+        ann_file: the ground truth: a COCO json path, a COCO dict, or a callable returning one (read on
+            first use), see :data:`~lightdet.evaluation.ground_truth.GroundTruth`.
+        classes: the configured classes (label ``i`` is the category named ``classes[i]``); None: every
+            category of the file, by id.
         iou_thrs: IoU thresholds; ``bbox_mAP`` is the mean over them, ``bbox_AP<100*t>`` each one.
         mode: ``"area"`` or ``"11points"`` (VOC 2007's metric), see :func:`average_precision`.
 
@@ -122,10 +132,9 @@ class VocEvaluator(PerImageResults):
 
     def __init__(
         self,
-        ann_file: str,
-        classes: Sequence[str] | str | None = None,
+        ann_file: GroundTruth,
+        classes: ClassesSpec | None = None,
         *,
-        img_dir: str | None = None,
         iou_thrs: Sequence[float] = (0.5,),
         mode: ApMode = "area",
     ) -> None:
@@ -133,7 +142,7 @@ class VocEvaluator(PerImageResults):
             raise ValueError(f"VocEvaluator: mode must be 'area' or '11points', got {mode!r}")
         if not iou_thrs or any(not 0 < t <= 1 for t in iou_thrs):
             raise ValueError(f"VocEvaluator: iou_thrs must be non-empty values in (0, 1], got {list(iou_thrs)}")
-        self.ann_file, self.classes, self.img_dir = str(ann_file), classes, img_dir
+        self.ann_file, self.classes = ann_file, classes
         self.iou_thrs, self.mode = [float(t) for t in iou_thrs], mode
         self._gt: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         self._class_names: list[str] = []
@@ -142,17 +151,13 @@ class VocEvaluator(PerImageResults):
     def _ground_truth(self) -> dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``{image_id: (boxes [G, 4], labels [G], ignore [G])}``, read once."""
         if self._gt is None:
-            from lightdet.data.datasets.files import dataset_from_file
-
-            dataset = dataset_from_file(self.ann_file, self.img_dir, classes=self.classes)
-            self._class_names = list(dataset.class_names)
-            gt = {}
-            for i in range(len(dataset)):
-                r = dataset.get_record(i)
-                gt[r.image_id] = (torch.as_tensor(r.boxes, dtype=torch.float32).reshape(-1, 4),
-                                  torch.as_tensor(r.labels, dtype=torch.int64),
-                                  torch.as_tensor(r.ignore, dtype=torch.bool))
-            self._gt = gt
+            coco = load_coco_ground_truth(self.ann_file, "VocEvaluator")
+            self._class_names, cat_ids = match_categories(self.classes, coco["categories"], source=self.source)
+            arrays = coco_box_arrays(coco, cat_ids, self.source)
+            self._gt = {
+                i: (torch.from_numpy(boxes), torch.from_numpy(labels), torch.from_numpy(ignore))
+                for i, (boxes, labels, ignore) in arrays.items()
+            }
         return self._gt
 
     def process(self, detections: Sequence[Detections], metas: Sequence[ImageMeta]) -> None:
@@ -162,7 +167,7 @@ class VocEvaluator(PerImageResults):
         gt, k = self._ground_truth(), len(self._class_names)
         for det, meta in zip(detections, metas):
             if int(meta.image_id) not in gt:
-                raise ValueError(f"{self.ann_file}: image_id {meta.image_id} ({meta.file_name}) is not in the file")
+                raise ValueError(f"{self.source}: image_id {meta.image_id} ({meta.file_name}) is not in the file")
             if len(det) and (int(det.labels.min()) < 0 or int(det.labels.max()) >= k):
                 raise ValueError(f"image_id {meta.image_id}: detection labels {det.labels.unique().tolist()} "
                                  f"outside 0..{k - 1} ({k} classes)")
@@ -174,7 +179,7 @@ class VocEvaluator(PerImageResults):
         """VOC metrics over the processed images (each counted once)."""
         image_ids, per_image = self.merged()
         if not image_ids:
-            raise RuntimeError(f"VocEvaluator({self.ann_file}): no images were processed before compute()")
+            raise RuntimeError(f"VocEvaluator({self.source}): no images were processed before compute()")
         ap = np.array([[self._class_ap(c, t, image_ids, per_image) for c in range(len(self._class_names))]
                        for t in self.iou_thrs])  # [T, K], NaN for classes without ground truth
         per_thr = _nanmean(ap, axis=1)  # [T]

@@ -1,7 +1,7 @@
 """COCO-format detection / instance-segmentation dataset.
 
 The annotation file is read once: categories are matched to the configured classes
-(:func:`lightdet.data.classes.match_categories`), every annotation's category and image are checked,
+(:func:`lightdet.categories.match_categories`), every annotation's category and image are checked,
 boxes are converted from ``xywh`` to clipped ``xyxy``, crowd regions become ``ignore`` boxes and
 zero-size boxes are dropped. What was changed is reported once, at INFO, naming the file.
 Segmentations are kept as polygons / RLE and rasterised (pycocotools) when a sample is loaded.
@@ -9,19 +9,22 @@ Segmentations are kept as polygons / RLE and rasterised (pycocotools) when a sam
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lightdet.data.classes import ClassesSpec, match_categories
+from lightdet.categories import ClassesSpec, match_categories
+from lightdet.data.coco_format import read_coco_file
 from lightdet.data.datasets.base import PipelineSpec, RecordDataset, require_path
 from lightdet.data.records import ImageRecord
+from lightdet.data.sources import AnnotationSource
 
 __all__ = ["CocoDataset"]
 
@@ -38,17 +41,6 @@ class _AnnTable:
     bboxes: np.ndarray  # float64 [M, 4] xywh
     crowd: np.ndarray  # bool [M]
     segmentations: list[Any]  # [M]
-
-
-def _load_json(ann_file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(ann_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{ann_file}: not valid JSON ({err})") from err
-    missing = [k for k in ("images", "categories") if k not in data]
-    if not isinstance(data, dict) or missing:
-        raise ValueError(f"{ann_file}: not a COCO annotation file (missing top-level keys {missing})")
-    return data
 
 
 def _ann_table(anns: list[dict[str, Any]], ann_file: Path) -> _AnnTable:
@@ -121,6 +113,8 @@ class CocoDataset(RecordDataset):
         with_mask: keep segmentations so that ``LoadImage`` decodes ``masks`` ``uint8 [N, H, W]``.
         strict_classes: require the file's categories (names, in id order) to equal ``classes``.
         num_classes: when given, must equal the number of configured classes.
+        content: the parsed JSON of ``ann_file`` when the caller has read it already (it is then not
+            read again).
 
     Attributes:
         class_names: ``K`` names in label order. cat_ids: per label, the file's category id.
@@ -138,12 +132,13 @@ class CocoDataset(RecordDataset):
         with_mask: bool = False,
         strict_classes: bool = False,
         num_classes: int | None = None,
+        content: Mapping[str, Any] | None = None,
     ) -> None:
         self.ann_file, self.img_dir = Path(ann_file), Path(img_dir)
         require_path(self.ann_file, "annotation file", "ann_file", "CocoDataset")
         require_path(self.img_dir, "image folder", "img_dir", "CocoDataset")
         self.with_mask = with_mask
-        data = _load_json(self.ann_file)
+        data = read_coco_file(self.ann_file, content)
         self.class_names, self.cat_ids = match_categories(
             classes,
             data["categories"],
@@ -154,6 +149,21 @@ class CocoDataset(RecordDataset):
         self.num_classes = len(self.class_names)
         self.source = str(self.ann_file)
         self._set_records(self._parse(data, filter_empty), pipeline)
+
+    @classmethod
+    def annotation_sources(
+        cls,
+        ann_file: str | PathLike,
+        img_dir: str | PathLike | None = None,
+        *,
+        classes: ClassesSpec | None = None,
+        content: Mapping[str, Any] | None = None,
+        **_: Any,
+    ) -> list[AnnotationSource]:
+        """The file, read as it is (see :mod:`lightdet.data.sources`; the other arguments are ignored)."""
+        # a file without `categories` still reads: `lightdet-data check` reports it with the rest
+        read = partial(read_coco_file, ann_file, content, required=("images",))
+        return [AnnotationSource(str(ann_file), None if img_dir is None else str(img_dir), classes, read, "xywh")]
 
     def _parse(self, data: dict[str, Any], filter_empty: bool) -> list[ImageRecord]:
         """Checks the file and builds one record per kept image."""

@@ -1,21 +1,42 @@
-"""Opening an annotation file of any supported format as a dataset (tools, evaluators, notebooks)."""
+"""A bare annotation file of a built-in format: which dataset class reads it (the tools' FILE mode).
+
+``lightdet-data check / browse / stats FILE`` and :func:`dataset_from_file` need a dataset class for a
+file given without a config. This module is the one place that tells the built-in formats apart; a
+dataset config names its class by ``_target_`` and needs none of it. A JSON file is parsed here once
+and handed to the dataset as ``content``.
+"""
 
 from __future__ import annotations
 
-import json
 from os import PathLike
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from lightdet.data.classes import ClassesSpec
+from lightdet.categories import ClassesSpec
+from lightdet.data.coco_format import first_file_name, read_json
 from lightdet.data.datasets.base import PipelineSpec, RecordDataset
 from lightdet.data.datasets.coco import CocoDataset
 from lightdet.data.datasets.middle import MiddleDataset
 from lightdet.data.datasets.voc import VOC_CLASSES, VocDataset
+from lightdet.data.sources import AnnotationSource
 
-__all__ = ["AnnotationFormat", "detect_format", "dataset_from_file"]
+__all__ = ["AnnotationFormat", "dataset_from_file", "default_image_folder", "detect_format", "file_sources"]
 
 AnnotationFormat = Literal["coco", "middle", "voc"]
+
+
+def _sniff(path: Path) -> tuple[AnnotationFormat, Any]:
+    """The format of ``path`` and its parsed JSON (None for a VOC split list)."""
+    if path.suffix == ".txt":
+        return "voc", None
+    if path.suffix != ".json":
+        raise ValueError(
+            f"{path}: cannot tell the annotation format; expected a COCO or middle-format .json file or a VOC "
+            "split list (ImageSets/Main/<split>.txt)"
+        )
+    content = read_json(path)
+    coco = isinstance(content, dict) and ("categories" in content or "annotations" in content)
+    return ("coco" if coco else "middle"), content
 
 
 def detect_format(ann_file: str | PathLike) -> AnnotationFormat:
@@ -23,25 +44,9 @@ def detect_format(ann_file: str | PathLike) -> AnnotationFormat:
     -> ``middle``.
 
     Raises:
-        ValueError: for another suffix, naming the formats that are understood.
+        ValueError: for another suffix, naming the formats that are understood, or a file that is not JSON.
     """
-    path = Path(ann_file)
-    if path.suffix == ".txt":
-        return "voc"
-    if path.suffix != ".json":
-        raise ValueError(
-            f"{path}: cannot tell the annotation format; expected a COCO or middle-format .json file or a VOC "
-            "split list (ImageSets/Main/<split>.txt)"
-        )
-    with path.open(encoding="utf-8") as f:
-        head = f.read(1 << 16)
-    if head.lstrip().startswith("["):
-        return "middle"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
-    return "coco" if isinstance(data, dict) and ("categories" in data or "annotations" in data) else "middle"
+    return _sniff(Path(ann_file))[0]
 
 
 def default_image_folder(ann_file: str | PathLike, first_file_name: str | None) -> Path:
@@ -63,6 +68,32 @@ def default_image_folder(ann_file: str | PathLike, first_file_name: str | None) 
     return path.parent
 
 
+def _open(
+    ann_file: str | PathLike, img_dir: str | PathLike | None, classes: ClassesSpec | None, with_mask: bool = False
+) -> tuple[type[RecordDataset], dict[str, Any]]:
+    """The class that reads ``ann_file`` and its arguments (image folder given or guessed, content)."""
+    path = Path(ann_file)
+    fmt, content = _sniff(path)
+    if fmt == "voc":  # VOC has no masks
+        return VocDataset, {"ann_file": path, "root": img_dir, "classes": classes or VOC_CLASSES}
+    folder = img_dir if img_dir is not None else default_image_folder(path, first_file_name(content))
+    cls = CocoDataset if fmt == "coco" else MiddleDataset
+    return cls, {"ann_file": path, "img_dir": folder, "classes": classes, "content": content, "with_mask": with_mask}
+
+
+def file_sources(
+    ann_file: str | PathLike, img_dir: str | PathLike | None = None, *, classes: ClassesSpec | None = None
+) -> list[AnnotationSource]:
+    """The :class:`AnnotationSource` of a bare file (see :func:`dataset_from_file` for the arguments).
+
+    Its ``classes`` are ``classes`` as given: a format's default (VOC's 20 classes) names the file's
+    categories but is not a configuration to check the file against.
+    """
+    cls, kwargs = _open(ann_file, img_dir, classes)
+    return [AnnotationSource(s.ann_file, s.img_dir, classes, s.read_coco, s.box_format)
+            for s in cls.annotation_sources(**kwargs)]  # type: ignore[attr-defined]
+
+
 def dataset_from_file(
     ann_file: str | PathLike,
     img_dir: str | PathLike | None = None,
@@ -80,18 +111,5 @@ def dataset_from_file(
         classes: the configured classes (VOC default: the 20 VOC classes; else every class of the file).
         pipeline, with_mask: as for the datasets (``with_mask`` is ignored for VOC, which has no masks).
     """
-    fmt = detect_format(ann_file)
-    if fmt == "voc":
-        return VocDataset(ann_file, img_dir, classes=classes or VOC_CLASSES, pipeline=pipeline)
-    folder = img_dir if img_dir is not None else default_image_folder(ann_file, _first_file_name(ann_file))
-    cls = CocoDataset if fmt == "coco" else MiddleDataset
-    return cls(ann_file, folder, classes=classes, pipeline=pipeline, with_mask=with_mask)
-
-
-def _first_file_name(ann_file: str | PathLike) -> str | None:
-    """The first image's file name of a COCO (``file_name``) or middle-format (``filename``) json."""
-    data = json.loads(Path(ann_file).read_text(encoding="utf-8"))
-    records = data.get("images", []) if isinstance(data, dict) else data  # both formats: {"images": [...]}
-    first = records[0] if isinstance(records, list) and records and isinstance(records[0], dict) else {}
-    name = first.get("file_name", first.get("filename"))
-    return str(name) if name else None
+    cls, kwargs = _open(ann_file, img_dir, classes, with_mask)
+    return cls(**kwargs, pipeline=pipeline)

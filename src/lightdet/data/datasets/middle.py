@@ -18,21 +18,24 @@ JSON only, so loading it cannot run code (unlike the seed's pickle files).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lightdet.data.classes import ClassesSpec, load_class_names, match_categories
+from lightdet.categories import ClassesSpec, load_class_names, match_categories
+from lightdet.data.coco_format import coco_annotation, coco_categories, read_json
 from lightdet.data.datasets.base import PipelineSpec, RecordDataset, require_path
 from lightdet.data.records import ImageRecord
+from lightdet.data.sources import AnnotationSource
 
-__all__ = ["MiddleDataset", "MiddleImage", "read_middle"]
+__all__ = ["MiddleDataset", "MiddleImage", "middle_as_coco", "read_middle"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +100,8 @@ def _parse_record(item: Any, index: int, path: Path) -> MiddleImage:
     )
 
 
-def read_middle(path: str | PathLike) -> tuple[list[str] | None, list[MiddleImage]]:
-    """Parses and validates a middle-format JSON file.
+def read_middle(path: str | PathLike, content: Any = None) -> tuple[list[str] | None, list[MiddleImage]]:
+    """Parses and validates a middle-format JSON file (``content``: its JSON when already parsed).
 
     Returns:
         ``(classes, images)``: the file's class names (None for a bare list of records) and its records.
@@ -107,12 +110,9 @@ def read_middle(path: str | PathLike) -> tuple[list[str] | None, list[MiddleImag
         FileNotFoundError, ValueError: naming the file, the record and the key at fault.
     """
     path = Path(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise FileNotFoundError(f"middle-format file {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); the middle format is JSON (pickle is not read)") from err
+    data = read_json(path, "; the middle format is JSON (pickle is not read)") if content is None else content
     classes = None
     if isinstance(data, dict):
         if "images" not in data or "classes" not in data:
@@ -128,6 +128,45 @@ def read_middle(path: str | PathLike) -> tuple[list[str] | None, list[MiddleImag
     return classes, images
 
 
+def _check_conversion_classes(
+    path: str | PathLike, file_classes: list[str] | None, classes: ClassesSpec | None
+) -> None:
+    if file_classes is None and classes is None:
+        raise ValueError(f"{path}: a bare list of records has no class names; pass --classes")
+    if classes is not None and file_classes is not None and load_class_names(classes) != file_classes:
+        raise ValueError(f"{path}: the file's classes {file_classes} differ from --classes {load_class_names(classes)}")
+
+
+def middle_as_coco(
+    path: str | PathLike, content: Any = None, *, classes: ClassesSpec | None = None, strict: bool = False
+) -> dict[str, Any]:
+    """A middle-format file as COCO: ``bboxes`` then ``bboxes_ignore`` (``iscrowd: 1``) per image, in
+    the file's order and values; label ``i`` is category ``i + 1``, ``segmentations`` are kept.
+
+    Args:
+        classes: the category names of a bare list of records (a file's own ``classes`` win).
+        strict: as an offline conversion wants: a bare list needs ``classes``, a file's own classes must
+            equal them when both are given, and a label outside the classes fails (else its category id
+            names no category).
+    """
+    file_classes, records = read_middle(path, content)
+    if strict:
+        _check_conversion_classes(path, file_classes, classes)
+    names = file_classes or (load_class_names(classes) if classes is not None else [])
+    images, annotations = [], []
+    for m in records:
+        images.append({"id": m.image_id, "file_name": m.filename, "width": m.width, "height": m.height})
+        segms: Sequence[Any] = m.segmentations or [None] * len(m.bboxes)
+        boxes = [(b, lab, False, sg) for b, lab, sg in zip(m.bboxes.tolist(), m.labels.tolist(), segms)]
+        boxes += [(b, lab, True, None) for b, lab in zip(m.bboxes_ignore.tolist(), m.labels_ignore.tolist())]
+        for box, label, crowd, segm in boxes:
+            if strict and not 0 <= label < len(names):
+                raise ValueError(f"{path}: image {m.image_id} ({m.filename}) has label {label}, expected "
+                                 f"0..{len(names) - 1} (classes {names})")
+            annotations.append(coco_annotation(len(annotations) + 1, m.image_id, label + 1, box, crowd, segm))
+    return {"images": images, "annotations": annotations, "categories": coco_categories(names)}
+
+
 class MiddleDataset(RecordDataset):
     """A middle-format JSON file and its image folder.
 
@@ -140,6 +179,7 @@ class MiddleDataset(RecordDataset):
         pipeline, filter_empty, num_classes, strict_classes: as for
             :class:`~lightdet.data.CocoDataset`.
         with_mask: keep ``ann.segmentations`` for ``LoadImage`` to rasterise (required per box).
+        content: the parsed JSON of ``ann_file`` when the caller has read it already.
     """
 
     def __init__(
@@ -153,10 +193,11 @@ class MiddleDataset(RecordDataset):
         with_mask: bool = False,
         strict_classes: bool = False,
         num_classes: int | None = None,
+        content: Any = None,
     ) -> None:
         self.ann_file, self.img_dir, self.source = Path(ann_file), Path(img_dir), str(ann_file)
         require_path(self.img_dir, "image folder", "img_dir", "MiddleDataset")
-        file_classes, images = read_middle(self.ann_file)
+        file_classes, images = read_middle(self.ann_file, content)
         if file_classes is None:
             if classes is None:
                 raise ValueError(
@@ -176,6 +217,20 @@ class MiddleDataset(RecordDataset):
         logger.info("%s: %d images, %d boxes, %d classes", self.source, len(records),
                     sum(len(r) for r in records), len(self.class_names))
         self._set_records(records, pipeline)
+
+    @classmethod
+    def annotation_sources(
+        cls,
+        ann_file: str | PathLike,
+        img_dir: str | PathLike | None = None,
+        *,
+        classes: ClassesSpec | None = None,
+        content: Any = None,
+        **_: Any,
+    ) -> list[AnnotationSource]:
+        """The file as COCO (:func:`middle_as_coco`; see :mod:`lightdet.data.sources`)."""
+        read = partial(middle_as_coco, ann_file, content, classes=classes)
+        return [AnnotationSource(str(ann_file), None if img_dir is None else str(img_dir), classes, read, "xyxy")]
 
     def _record(self, m: MiddleImage, to_label: np.ndarray, num_file_classes: int) -> ImageRecord:
         for key, labels in (("labels", m.labels), ("labels_ignore", m.labels_ignore)):

@@ -15,17 +15,23 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from lightdet.data.classes import ClassesSpec, load_class_names
+from lightdet.categories import ClassesSpec, load_class_names
+from lightdet.data.coco_format import coco_annotation, coco_categories
 from lightdet.data.datasets.base import PipelineSpec, RecordDataset
 from lightdet.data.records import ImageRecord
+from lightdet.data.sources import AnnotationSource
 
-__all__ = ["VOC_CLASSES", "VocAnnotation", "VocDataset", "parse_voc_xml", "read_voc_split", "voc_image_ids"]
+__all__ = [
+    "VOC_CLASSES", "VocAnnotation", "VocDataset", "parse_voc_xml", "read_voc_split", "voc_as_coco", "voc_image_ids",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +122,36 @@ def read_voc_split(
     return voc_image_ids(names), anns
 
 
+def voc_as_coco(
+    split_file: str | PathLike, root: str | PathLike | None = None, *, classes: ClassesSpec = VOC_CLASSES,
+    ann_subdir: str = "Annotations", img_subdir: str = "JPEGImages", strict: bool = False,
+) -> dict[str, Any]:
+    """A VOC split as COCO: the XML values (0-based, not clipped), ``difficult`` as ``iscrowd: 1``,
+    ``file_name`` relative to ``root/img_subdir``.
+
+    Category ids are ``1..K`` in ``classes`` order, then the XML files' other names, sorted.
+
+    Raises:
+        ValueError: with ``strict``, naming the XML file of an object whose class is not in ``classes``.
+    """
+    root = Path(root) if root is not None else Path(split_file).parents[2]
+    names = load_class_names(classes)
+    image_ids, anns = read_voc_split(split_file, root, ann_subdir=ann_subdir, img_subdir=img_subdir)
+    extra = sorted({n for a in anns for n in a.names} - set(names))
+    if extra and strict:
+        a = next(a for a in anns if set(a.names) & set(extra))
+        name = next(n for n in a.names if n in extra)
+        raise ValueError(f"{root / ann_subdir / (a.name + '.xml')}: object class {name!r} is not among the "
+                         f"classes {names}; pass --classes with every class")
+    cat_id = {n: i + 1 for i, n in enumerate([*names, *extra])}
+    images, annotations = [], []
+    for image_id, a in zip(image_ids, anns):
+        images.append({"id": image_id, "file_name": a.filename, "width": a.width, "height": a.height})
+        for name, box, difficult in zip(a.names, a.boxes.tolist(), a.difficult.tolist()):
+            annotations.append(coco_annotation(len(annotations) + 1, image_id, cat_id[name], box, difficult))
+    return {"images": images, "annotations": annotations, "categories": coco_categories([*names, *extra])}
+
+
 class VocDataset(RecordDataset):
     """One split of a Pascal VOC year (or any dataset in VOC's XML layout).
 
@@ -161,6 +197,22 @@ class VocDataset(RecordDataset):
         logger.info("%s: %d images, %d boxes, %d classes; objects of other classes dropped: %s", ann_file,
                     len(records), sum(len(r) for r in records), len(self.class_names), dict(unknown) or "none")
         self._set_records(records, pipeline)
+
+    @classmethod
+    def annotation_sources(
+        cls,
+        ann_file: str | PathLike,
+        root: str | PathLike | None = None,
+        *,
+        classes: ClassesSpec = VOC_CLASSES,
+        ann_subdir: str = "Annotations",
+        img_subdir: str = "JPEGImages",
+        **_: Any,
+    ) -> list[AnnotationSource]:
+        """The split as COCO (:func:`voc_as_coco`; see :mod:`lightdet.data.sources`)."""
+        root = Path(root) if root is not None else Path(ann_file).parents[2]
+        read = partial(voc_as_coco, ann_file, root, classes=classes, ann_subdir=ann_subdir, img_subdir=img_subdir)
+        return [AnnotationSource(str(ann_file), str(root / img_subdir), classes, read, "xyxy")]
 
     @staticmethod
     def _record(image_id: int, ann: VocAnnotation, img_dir: Path, label_of: dict[str, int]) -> ImageRecord:

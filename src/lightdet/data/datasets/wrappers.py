@@ -2,21 +2,24 @@
 
 Each wrapper exposes what :class:`~lightdet.data.DetDataModule` and the tools use from a dataset:
 ``class_names``, ``num_classes``, ``aspect_ratios()`` (aspect-ratio grouping), ``get_record(i)`` and
-``class_sets()``. Repetition lives in the index space of the dataset, so every sampler, including the
+``class_sets()``, and forwards the tools' ``annotation_sources`` to the wrapped dataset nodes
+(:mod:`lightdet.data.sources`). Repetition lives in the index space of the dataset, so every sampler, including the
 ``DistributedSampler`` that Lightning adds under DDP, sees the repeated images as ordinary ones.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from lightdet.data import sources
 from lightdet.data.records import ImageRecord
 from lightdet.data.samplers import repeat_factors
+from lightdet.data.sources import AnnotationSource
 from lightdet.structures import DetSample
 
 __all__ = ["RepeatDataset", "ClassBalancedDataset", "ConcatDataset"]
@@ -51,6 +54,11 @@ class _IndexedWrapper(Dataset[DetSample]):
     def class_sets(self) -> list[np.ndarray]:
         inner = self.dataset.class_sets()
         return [inner[i] for i in self.indices]
+
+    @classmethod
+    def annotation_sources(cls, dataset: Mapping[str, Any], **_: Any) -> list[AnnotationSource]:
+        """The wrapped dataset node's files (see :mod:`lightdet.data.sources`)."""
+        return sources.annotation_sources(dataset)
 
 class RepeatDataset(_IndexedWrapper):
     """``dataset`` repeated ``times`` times (MMDetection's ``RepeatDataset``): fewer, longer epochs.
@@ -140,6 +148,11 @@ class ConcatDataset(Dataset[DetSample]):
 
     def class_sets(self) -> list[np.ndarray]:
         return [s for ds in self.datasets for s in ds.class_sets()]
+
+    @classmethod
+    def annotation_sources(cls, datasets: Sequence[Mapping[str, Any]], **_: Any) -> list[AnnotationSource]:
+        """Every dataset node's files, in order (see :mod:`lightdet.data.sources`)."""
+        return [src for node in datasets for src in sources.annotation_sources(node)]
 
     def __repr__(self) -> str:
         return f"ConcatDataset({len(self.datasets)} datasets, {len(self)} images, classes={self.class_names})"
