@@ -128,3 +128,15 @@ def test_the_old_name_of_the_predictor_keeps_working_with_a_deprecation_warning(
     with pytest.warns(DeprecationWarning, match="lightdet.Predictor"):
         assert lightdet.Detector is Predictor
     assert "Detector" not in lightdet.__all__
+
+
+def test_several_cpu_devices_warn_how_many_cores_they_share(caplog):
+    from omegaconf import OmegaConf
+
+    from lightdet.api import _warn_cpu_processes
+
+    with caplog.at_level("WARNING", logger="lightdet.api"):
+        _warn_cpu_processes(OmegaConf.create({"accelerator": "cpu", "devices": 4}))
+        _warn_cpu_processes(OmegaConf.create({"accelerator": "cpu", "devices": 1}))
+    assert len(caplog.records) == 1
+    assert "trainer.devices=4 on the CPU starts 4 training processes sharing this machine's" in caplog.text

@@ -24,6 +24,11 @@ SNAPSHOT: dict[str, Any] = json.loads(config_snapshot.SNAPSHOT.read_text())
 
 # key patterns (fnmatch over dotted paths) that may be added, removed or changed, and why
 ALLOWED: dict[str, str] = {
+    # parts declare their shape (conf/model): the FPN is told its inputs' strides to declare its own
+    "model.neck.in_strides": "the backbone's declared strides, read by the FPN to declare its output strides",
+    "module.detector.neck.in_strides": "interpolates ${model}: as model.neck.in_strides",
+    "cascade_stage": "Cascade R-CNN's stage template (not built itself): every model.roi_head.stages entry is it "
+    "with the stage's IoU, stds and loss weight, the values checked key by key there",
     # the moved values are checked key by key in tests/engine/test_engine_configs.py
     "schedule.policy": "the decay policy is a _target_ object (StepDecay / CosineDecay), not a string",
     "schedule.milestones": "moved into schedule.policy (a StepDecay argument), same value",
@@ -34,6 +39,8 @@ ALLOWED: dict[str, str] = {
     "module.scheduler.gamma": "interpolates ${schedule}: as schedule.gamma",
     "module.scheduler.min_lr_ratio": "interpolates ${schedule}: as schedule.min_lr_ratio",
     "module.paramwise._target_": "param-group rules are a built object (ParamGroupRules), same fields",
+    "dataset.pipeline.test": "the shapes test pipeline caps the input size (Resize downscale_only)",
+    "dataset.datamodule.*.pipeline": "interpolates dataset.pipeline.test",
     "logger.*._target_": "lightdet's CSV/TensorBoard loggers: Lightning's, continuing the history on resume",
     "dataset.datamodule.train._target_": "shapes: the class ShapesDataset (states its files to the tools), "
     "was its alias shapes_dataset; same arguments",

@@ -158,8 +158,24 @@ def _build(cfg: DictConfig, callbacks: Sequence[Any]) -> tuple[L.LightningDataMo
         _without_metric_monitors(callbacks)
     module.lightdet_config = composed
     loggers = _instantiate_all(cfg.get("logger"))
+    _warn_cpu_processes(cfg.trainer)
     trainer = instantiate(cfg.trainer, callbacks=list(callbacks), logger=loggers or False, _convert_="all")
     return datamodule, module, trainer
+
+
+def _warn_cpu_processes(trainer_cfg: DictConfig) -> None:
+    """Several devices on the CPU start one training process each: say what they share."""
+    import os
+
+    accelerator, devices = str(trainer_cfg.get("accelerator", "auto")), trainer_cfg.get("devices", 1)
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and isinstance(devices, int) and devices > 1:
+        cores = os.cpu_count() or 1
+        log.warning(
+            "trainer.devices=%d on the CPU starts %d training processes sharing this machine's %d cores "
+            "(about %.1f each). DDP on the CPU tests the distributed path (trainer=ddp_sim); it does not "
+            "train faster than one process.", devices, devices, cores, cores / devices,
+        )
 
 
 def train(cfg: DictConfig) -> TrainResult:

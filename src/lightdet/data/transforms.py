@@ -175,6 +175,8 @@ class Resize:
         keep_ratio: keep the aspect ratio (see :func:`rescale_size`); else resize to exactly ``scale``.
         multiscale_mode: with several scales, ``"choice"`` picks one of them; ``"range"`` (exactly two
             scales) draws the long edge and the short edge uniformly between those of the two scales.
+        downscale_only: leave images that already fit in ``scale`` as they are: a cap on the input size
+            (a test pipeline's guard against a huge photo) rather than a target size.
     """
 
     def __init__(
@@ -183,6 +185,7 @@ class Resize:
         *,
         keep_ratio: bool = True,
         multiscale_mode: Literal["range", "choice"] = "range",
+        downscale_only: bool = False,
     ) -> None:
         nested = len(scale) > 0 and isinstance(scale[0], Sequence)
         scales = scale if nested else [scale]
@@ -193,6 +196,7 @@ class Resize:
             raise ValueError(f"Resize: multiscale_mode='range' takes two scales, got {self.scales}")
         self.keep_ratio = keep_ratio
         self.multiscale_mode = multiscale_mode
+        self.downscale_only = downscale_only
 
     def sample_scale(self) -> tuple[int, int]:
         """Draws this call's ``(width, height)`` scale (torch's RNG, so DataLoader workers differ)."""
@@ -207,7 +211,10 @@ class Resize:
         return long_edge, short_edge
 
     def __call__(self, sample: DetSample) -> DetSample:
-        return resize_sample(sample, rescale_size(sample.meta.img_size, self.sample_scale(), self.keep_ratio))
+        size = rescale_size(sample.meta.img_size, self.sample_scale(), self.keep_ratio)
+        if self.downscale_only and size[0] * size[1] >= sample.meta.img_size[0] * sample.meta.img_size[1]:
+            return sample
+        return resize_sample(sample, size)
 
     def __repr__(self) -> str:
         scale = self.scales[0] if len(self.scales) == 1 else self.scales
