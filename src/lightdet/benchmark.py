@@ -1,0 +1,138 @@
+"""Model cost and speed: parameters, FLOPs at an input size, latency and images/s (``lightdet-bench``).
+
+What MMDetection splits into ``get_flops`` and ``benchmark``: one measurement of a built detector on
+synthetic uint8 images of a chosen size, through the same ``predict`` a deployment calls (preprocessing,
+backbone, heads and post-processing included), with warm-up runs first and the median of the timed runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from lightdet.structures import DetBatch, DetSample, ImageMeta
+
+__all__ = ["BenchResult", "synthetic_batch", "count_parameters", "count_flops", "time_calls", "benchmark"]
+
+#: precision name -> autocast dtype (None: no autocast)
+PRECISIONS = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One benchmark: sizes, cost and the timing statistics (seconds per batch)."""
+
+    params_m: float
+    gflops: float | None
+    batch: int
+    size: tuple[int, int]
+    device: str
+    precision: str
+    backend: str
+    median_s: float
+    p90_s: float
+    runs: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.batch / self.median_s
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "images_per_s": self.images_per_s}
+
+
+def synthetic_batch(batch: int, height: int, width: int, *, seed: int = 0) -> DetBatch:
+    """``batch`` random uint8 images of ``height x width`` without annotations."""
+    g = torch.Generator().manual_seed(seed)
+    samples = [
+        DetSample(
+            image=torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g),
+            boxes=torch.zeros((0, 4)), labels=torch.zeros((0,), dtype=torch.int64),
+            meta=ImageMeta(image_id=i, file_name=f"{i}.jpg", ori_size=(height, width), img_size=(height, width)),
+        )
+        for i in range(batch)
+    ]  # fmt: skip
+    return DetBatch.collate(samples)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(run: Callable[[], object]) -> int:
+    """Floating-point operations of one call (``torch.utils.flop_counter``: convolutions and matmuls,
+    which dominate a detector; element-wise ops and NMS are not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return int(counter.get_total_flops())
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(run: Callable[[], object], *, warmup: int, repeats: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``repeats`` calls after ``warmup`` untimed ones (CUDA synchronised)."""
+    for _ in range(warmup):
+        run()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def benchmark(
+    model: nn.Module,
+    *,
+    size: tuple[int, int] = (800, 1333),
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    precision: str = "32",
+    warmup: int = 3,
+    repeats: int = 10,
+    flops: bool = True,
+    channels_last: bool = False,
+) -> BenchResult:
+    """Measures ``model.predict`` on ``batch`` synthetic images of ``size = (height, width)``.
+
+    Raises:
+        ValueError: an unknown precision, or half precision on the CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    dev = torch.device(device)
+    if dev.type == "cpu" and precision == "16-mixed":
+        raise ValueError("precision=16-mixed needs a CUDA device; on the CPU use 32 or bf16-mixed")
+    model = model.to(dev).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    data = synthetic_batch(batch, *size).to(dev)
+    dtype = PRECISIONS[precision]
+    autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    @torch.inference_mode()
+    def run() -> object:
+        with autocast:
+            return model.predict(data)
+
+    gflops = count_flops(run) / 1e9 / batch if flops else None
+    times = time_calls(run, warmup=warmup, repeats=repeats, device=dev)
+    ordered = sorted(times)
+    return BenchResult(
+        params_m=count_parameters(model) / 1e6, gflops=gflops, batch=batch, size=size, device=str(dev),
+        precision=precision, backend="eager", median_s=statistics.median(times),
+        p90_s=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], runs=repeats,
+    )  # fmt: skip

@@ -1,0 +1,49 @@
+"""lightdet.benchmark and lightdet-bench: parameters, FLOPs and timings of a detector."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from lightdet.benchmark import benchmark, count_flops, count_parameters, synthetic_batch
+from lightdet.cli import bench
+
+
+def test_flops_of_a_convolution_match_the_hand_count():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    x = torch.zeros(1, 3, 16, 16)
+    assert count_flops(lambda: conv(x)) == 2 * 3 * 8 * 3 * 3 * 16 * 16
+    assert count_parameters(conv) == 8 * 3 * 3 * 3
+
+
+def test_synthetic_batch_is_uint8_of_the_asked_size():
+    batch = synthetic_batch(2, 40, 56)
+    assert batch.images.dtype == torch.uint8 and tuple(batch.images.shape) == (2, 3, 40, 56)
+
+
+def test_benchmark_a_config_model():
+    model = bench.load_model("retinanet_small", num_classes=3)
+    result = benchmark(model, size=(64, 96), batch=2, warmup=0, repeats=2)
+    assert result.params_m == pytest.approx(count_parameters(model) / 1e6)
+    assert result.gflops > 0 and result.median_s > 0 and result.images_per_s == pytest.approx(2 / result.median_s)
+
+
+def test_half_precision_on_the_cpu_is_refused():
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        benchmark(nn.Identity(), precision="16-mixed")
+
+
+def test_cli_prints_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    code = bench.main(["fcos_small", "--size", "64", "64", "--warmup", "0", "--repeats", "1", "--json", str(out)])
+    assert code == 0
+    assert "M parameters" in capsys.readouterr().out
+    assert json.loads(out.read_text())["size"] == [64, 64]
+
+
+def test_cli_names_an_unknown_target(capsys):
+    assert bench.main(["no_such_model"]) == 2
+    assert "neither a checkpoint file nor a model config" in capsys.readouterr().err
