@@ -3,7 +3,7 @@
 Everything a config's ``_target_`` names is importable from here, e.g. ``lightdet.models.TwoStageDetector``.
 """
 
-from lightdet.models.backbones import ResNet, resnet_out_channels
+from lightdet.models.backbones import MobileNetV3, ResNet, resnet_out_channels
 from lightdet.models.dense_heads import FCOSHead, Proposals, RetinaHead, RPNHead
 from lightdet.models.detectors import Detector, SingleStageDetector, TwoStageDetector, to_original
 from lightdet.models.layers import ConvModule, build_norm
@@ -64,6 +64,7 @@ __all__ = [
     "GIoULoss",
     "L1Loss",
     "MaxIoUAssigner",
+    "MobileNetV3",
     "MultiLevelRoIAlign",
     "NMS",
     "Proposals",

@@ -61,6 +61,10 @@ class ResNet(nn.Module):
             local state dict with torchvision key names (optionally prefixed ``backbone.``, or under
             ``state_dict``).
 
+    Attributes:
+        out_channels, strides: channels and stride of each returned map (what necks read, see
+            :func:`lightdet.config.register_resolvers`).
+
     ``forward``: ``[B, 3, H, W] -> list of [B, C_i, H / s_i, W / s_i]`` for each index in ``out_indices``.
     """
 
@@ -79,6 +83,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.out_channels = resnet_out_channels(depth, out_indices)
+        self.strides = [2 ** (i + 2) for i in out_indices]
         block, layers = _ARCH[depth]
         self._check_args(depth, block, norm, style, frozen_stages, groups, width_per_group)
         net = tv_resnet.ResNet(

@@ -26,6 +26,11 @@ class FPN(nn.Module):
             means ``"on_input"``.
         relu_before_extra_convs: apply ReLU before every extra conv after the first.
         norm: optional norm for all convs (``"BN"``, ``"GN"``, ...); convs then have no bias.
+        in_strides: stride of each backbone feature map; None: 4, 8, 16, ... (ResNet's C2, C3, ...).
+
+    Attributes:
+        strides: stride of each output level: the used inputs' strides, then each extra level twice the
+            previous one (what the heads' anchor / point generators and RoI extractors read).
 
     Parameter names follow MMDetection: ``lateral_convs.{i}.conv``, ``fpn_convs.{i}.conv`` (extra convs
     continue the ``fpn_convs`` numbering).
@@ -43,6 +48,7 @@ class FPN(nn.Module):
         add_extra_convs: bool | str = False,
         relu_before_extra_convs: bool = False,
         norm: str | None = None,
+        in_strides: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = list(in_channels)
@@ -53,6 +59,7 @@ class FPN(nn.Module):
                 f"{len(self.in_channels)} inputs "
                 "(need 0 <= start_level < inputs and num_outs >= inputs - start_level)"
             )
+        self.strides = _output_strides(len(self.in_channels), in_strides, start_level, num_outs)
         if add_extra_convs is True:
             add_extra_convs = "on_input"
         if add_extra_convs not in (False, *_EXTRA_SOURCES):
@@ -105,3 +112,14 @@ class FPN(nn.Module):
                 x = F.relu(prev) if self.relu_before_extra_convs else prev
                 extra.append(self.fpn_convs[used + i](x))
         return extra
+
+
+def _output_strides(num_ins: int, in_strides: Sequence[int] | None, start_level: int, num_outs: int) -> list[int]:
+    """Strides of the ``num_outs`` output levels: the inputs' from ``start_level`` on, then doubling."""
+    strides = [2 ** (i + 2) for i in range(num_ins)] if in_strides is None else [int(s) for s in in_strides]
+    if len(strides) != num_ins:
+        raise ValueError(f"FPN: {len(strides)} in_strides {strides} for {num_ins} inputs")
+    out = strides[start_level:]
+    while len(out) < num_outs:
+        out.append(out[-1] * 2)
+    return out
