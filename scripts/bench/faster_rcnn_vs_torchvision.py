@@ -7,6 +7,10 @@ preset, so both compute the same function at inference.
 
     python scripts/bench/faster_rcnn_vs_torchvision.py --size 512 768 --batch 2 --repeats 5
     python scripts/bench/faster_rcnn_vs_torchvision.py --device cuda --size 800 1216 --batch 2 --repeats 20
+    python scripts/bench/faster_rcnn_vs_torchvision.py --device cuda --size 800 1333 --batch 8 --precision 16-mixed
+
+``--precision 16-mixed`` / ``bf16-mixed`` runs both models under the same autocast; images/s are printed
+beside the medians.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from hydra.utils import instantiate
@@ -60,8 +65,15 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default="32", choices=["32", "16-mixed", "bf16-mixed"])
     args = p.parse_args()
     device = torch.device(args.device)
+    dtype = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}[args.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
     h, w = args.size
 
     torch.manual_seed(0)
@@ -78,38 +90,48 @@ def main() -> None:
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
 
     def infer_ours() -> object:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             return ours.eval().predict(batch)
 
     def infer_tv() -> object:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             return tv.eval()(images)
 
     opt_ours = torch.optim.SGD([q for q in ours.parameters() if q.requires_grad], lr=1e-5)
     opt_tv = torch.optim.SGD([q for q in tv.parameters() if q.requires_grad], lr=1e-5)
 
+    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
     def train_ours() -> None:
         ours.train()
-        loss = sum(v for k, v in ours.loss(batch).items() if k.startswith("loss"))
-        opt_ours.zero_grad()
-        loss.backward()
-        opt_ours.step()
+        with autocast():
+            loss = sum(v for k, v in ours.loss(batch).items() if k.startswith("loss"))
+        step(opt_ours, loss)
 
     def train_tv() -> None:
         tv.train()
-        loss = sum(tv(images, targets).values())
-        opt_tv.zero_grad()
-        loss.backward()
-        opt_tv.step()
+        with autocast():
+            loss = sum(tv(images, targets).values())
+        step(opt_tv, loss)
 
-    print(f"device={device} batch={args.batch} size={h}x{w} repeats={args.repeats} threads={torch.get_num_threads()}")
+    print(
+        f"device={device} precision={args.precision} batch={args.batch} size={h}x{w} repeats={args.repeats} "
+        f"threads={torch.get_num_threads()}"
+    )
     for name, a, b in (("inference", infer_ours, infer_tv), ("train step", train_ours, train_tv)):
         ta, tb = [], []
         for _ in range(args.repeats):  # alternate so that machine noise hits both alike
             ta += _time(a, device, 1)
             tb += _time(b, device, 1)
         ma, mb = statistics.median(ta), statistics.median(tb)
-        print(f"{name:>10}: lightdet {ma * 1000:8.1f} ms  torchvision {mb * 1000:8.1f} ms  ratio {ma / mb:5.2f}")
+        print(
+            f"{name:>10}: lightdet {ma * 1000:8.1f} ms ({args.batch / ma:6.1f} img/s)  torchvision "
+            f"{mb * 1000:8.1f} ms ({args.batch / mb:6.1f} img/s)  ratio {ma / mb:5.2f}"
+        )
 
 
 if __name__ == "__main__":
