@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from format_helpers import write_middle, write_voc  # noqa: E402
+from format_helpers import CSV_TRAIN, CSV_VAL, write_csv, write_middle, write_voc  # noqa: E402
 
 from lightdet.cli.data import main  # noqa: E402
 from lightdet.data import make_shapes  # noqa: E402
@@ -91,3 +91,84 @@ def test_convert_help_teaches(capsys):
         main(["convert", "voc2coco", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "difficult boxes -> iscrowd" in out and "example: lightdet-data convert voc2coco" in out
+
+
+# A dataset config of the user's own format (tests/data/user_format.py), in a config folder of the user's.
+CSV_CONFIG = """
+defaults:
+  - pipeline: shapes
+  - _self_
+
+name: csv_data
+data_root: ROOT
+classes: [cat, dog]
+num_classes: ${lightdet.num_classes:${dataset.classes}}
+with_mask: false
+batch_size: 2
+num_workers: 0
+
+datamodule:
+  _target_: lightdet.data.DetDataModule
+  batch_size: ${dataset.batch_size}
+  num_workers: ${dataset.num_workers}
+  train:
+    _target_: lightdet.data.RepeatDataset
+    times: 2
+    dataset:
+      _target_: user_format.CsvDataset
+      csv_file: ${dataset.data_root}/train.csv
+      img_dir: ${dataset.data_root}/img
+      classes: ${dataset.classes}
+      pipeline: ${dataset.pipeline.train}
+  val:
+    _target_: user_format.CsvDataset
+    csv_file: ${dataset.data_root}/val.csv
+    img_dir: ${dataset.data_root}/img
+    classes: ${dataset.classes}
+    pipeline: ${dataset.pipeline.test}
+
+evaluator:
+  _target_: lightdet.evaluation.CocoEvaluator
+  ann_file:
+    _target_: lightdet.data.CocoGroundTruth
+    _recursive_: false
+    dataset: ${dataset.datamodule.val}
+  classes: ${dataset.classes}
+"""
+
+
+@pytest.fixture
+def csv_config(tmp_path) -> list[str]:
+    """Overrides choosing the user's CSV dataset from the user's config folder."""
+    root = tmp_path / "csv"
+    write_csv(root, CSV_TRAIN)
+    write_csv(root, CSV_VAL, "val.csv")
+    (tmp_path / "my_configs" / "dataset").mkdir(parents=True)
+    (tmp_path / "my_configs" / "dataset" / "csv_data.yaml").write_text(CSV_CONFIG.replace("ROOT", str(root)))
+    return [f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]", "dataset=csv_data"]
+
+
+def test_tools_on_a_dataset_class_of_the_user(csv_config, tmp_path, capsys):
+    assert main(["check", *csv_config, "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [(r["split"], Path(r["source"]).name) for r in reports] == [("train", "train.csv"), ("val", "val.csv")]
+    assert reports[1]["instances"] == {"cat": 1, "dog": 1, "bird": 1} and reports[1]["errors"] == 0
+    assert main(["browse", *csv_config, "--out", str(tmp_path / "b"), "--num", "2"]) == 0
+    assert len(list((tmp_path / "b").glob("*.png"))) == 2
+    assert main(["stats", *csv_config, "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "6 images, 6 boxes" in out and "anchor coverage:" in out  # the train split, repeated twice
+    assert main(["convert", "dataset2coco", "val", str(tmp_path / "val.json"), *csv_config]) == 0
+    data = json.loads((tmp_path / "val.json").read_text())
+    assert len(data["images"]) == 2 and [c["name"] for c in data["categories"]] == ["cat", "dog", "bird"]
+
+
+def test_dataset2coco_names_what_it_cannot_convert(csv_config, tmp_path, capsys):
+    assert main(["convert", "dataset2coco", "train", str(tmp_path / "t.json"), *csv_config]) == 0
+    assert len(json.loads((tmp_path / "t.json").read_text())["annotations"]) == 3  # through RepeatDataset
+    assert main(["convert", "dataset2coco", "train", str(tmp_path / "x.json"), *csv_config,
+                 "dataset.datamodule.train.dataset._target_=lightdet.data.LoadImage"]) == 2
+    assert "no `annotation_sources` classmethod" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main(["convert", "dataset2coco", "test", str(tmp_path / "x.json"), *csv_config])
+    assert err.value.code == 2

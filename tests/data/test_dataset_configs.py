@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from lightdet.config import register_resolvers
-from lightdet.data import CocoDataset, DetDataModule, LoadImage, RandomFlip, Resize
+from lightdet.data import CocoDataset, DetDataModule, LoadImage, RandomFlip, Resize, ShapesDataset
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "dataset"
 
@@ -53,9 +53,10 @@ def test_shapes_datamodule_instantiates_and_generates(tmp_path):
     cfg = compose("shapes", tmp_path, num_train=6, num_val=3)
     assert cfg.dataset.num_classes == 5
     dm = instantiate(cfg.dataset.datamodule, num_workers=0)
-    assert isinstance(dm, DetDataModule) and len(dm.train) == 6 and len(dm.val) == 3
+    assert isinstance(dm, DetDataModule) and isinstance(dm.train, ShapesDataset)
+    assert len(dm.train) == 6 and len(dm.val) == 3
     assert [type(t) for t in dm.train.pipeline.transforms] == [LoadImage, RandomFlip]
-    assert [type(t) for t in dm.val.pipeline.transforms] == [LoadImage]
+    assert [type(t) for t in dm.val.pipeline.transforms] == [LoadImage, Resize]  # capped at the trained scale
     assert Path(cfg.dataset.evaluator.ann_file).is_file()
     batch = next(iter(dm.train_dataloader()))
     assert len(batch) == 6 and max(batch.images.shape[-2:]) <= 144

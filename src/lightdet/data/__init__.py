@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from lightdet.data.albu import Albu
     from lightdet.data.classes import load_class_names, match_categories
     from lightdet.data.datamodule import DetDataModule
-    from lightdet.data.datasets import CocoDataset, ShapesDataset, shapes_dataset
+    from lightdet.data.datasets import CocoDataset, RecordDataset, ShapesDataset, shapes_dataset
     from lightdet.data.datasets.files import dataset_from_file
     from lightdet.data.datasets.middle import MiddleDataset
     from lightdet.data.datasets.voc import VOC_CLASSES, VocDataset
@@ -41,6 +41,7 @@ _MODULE_OF = {
     "match_categories": "classes",
     "DetDataModule": "datamodule",
     "CocoDataset": "datasets",
+    "RecordDataset": "datasets",
     "ShapesDataset": "datasets",
     "shapes_dataset": "datasets",
     "VOC_CLASSES": "datasets",
@@ -91,6 +92,7 @@ __all__ = [
     "match_categories",
     "RandomFlip",
     "read_image",
+    "RecordDataset",
     "RecordStore",
     "rescale_size",
     "Resize",

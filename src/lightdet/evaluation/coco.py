@@ -24,7 +24,7 @@ import torch
 
 from lightdet.categories import ClassesSpec, match_categories
 from lightdet.evaluation.distributed import PerImageResults, is_rank_zero
-from lightdet.evaluation.ground_truth import GroundTruth, describe_ground_truth, load_coco_ground_truth
+from lightdet.evaluation.ground_truth import GroundTruth, load_coco_ground_truth
 from lightdet.evaluation.result import COCO_STAT_NAMES, EvalResult
 from lightdet.structures import Detections, ImageMeta, xyxy_to_xywh
 

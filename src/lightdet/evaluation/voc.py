@@ -28,7 +28,6 @@ from lightdet.evaluation.distributed import PerImageResults
 from lightdet.evaluation.ground_truth import (
     GroundTruth,
     coco_box_arrays,
-    describe_ground_truth,
     load_coco_ground_truth,
 )
 from lightdet.evaluation.result import EvalResult
