@@ -222,6 +222,17 @@ def test_auto_scale_lr_and_paramwise(loader: DataLoader) -> None:
     assert groups["norm"]["weight_decay"] == 0.0 and groups["default"]["weight_decay"] == pytest.approx(1e-4)
 
 
+def test_paramwise_stored_without_target_still_builds(loader: DataLoader) -> None:
+    """A checkpoint written before ``module.paramwise`` had a ``_target_`` stores it as a plain mapping."""
+    stored = {"norm_decay_mult": 0.0, "bias_decay_mult": 1.0, "bias_lr_mult": 2.0, "custom_keys": {}}
+    module = _module(paramwise=stored)
+    assert module.paramwise == ParamGroupRules(norm_decay_mult=0.0, bias_lr_mult=2.0)
+    trainer = _trainer(max_steps=1, limit_val_batches=0)
+    trainer.fit(module, loader)
+    groups = {g["name"]: (g["lr"], g["weight_decay"]) for g in trainer.optimizers[0].param_groups}
+    assert groups == {"default": (0.02, 1e-4), "bias": (0.04, 1e-4), "norm": (0.02, 0.0)}
+
+
 def test_checkpoint_carries_config_and_hparams(loader: DataLoader, tmp_path: Path) -> None:
     module = _module(print_tables=False, base_batch_size=8)
     module.lightdet_config = {"model": {"name": "fake"}}
@@ -250,8 +261,10 @@ def test_bad_configuration_is_named_at_construction() -> None:
         _module(optimizer=functools.partial(torch.optim.SGD, lr=0.02, momentun=0.9))
     with pytest.raises(ValueError, match="needs batch_size"):
         _module(auto_scale_lr=True)
-    with pytest.raises(TypeError, match=r"paramwise must be a ParamGroupRules .* dict: \{'norm_decay_mult'"):
-        _module(paramwise={"norm_decay_mult": 0.0})
+    with pytest.raises(TypeError, match=r"paramwise must be a ParamGroupRules .* list: \['norm_decay"):
+        _module(paramwise=["norm_decay_mult"])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'norm_decay'"):
+        _module(paramwise={"norm_decay": 0.0})
     with pytest.raises(ValueError, match="no trainable parameters"):
         _module(FakeDetector().requires_grad_(False))
 

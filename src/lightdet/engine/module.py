@@ -74,6 +74,8 @@ class DetectionModule(L.LightningModule):
         paramwise: splits the parameters into groups with lr and decay multipliers: a
             :class:`~lightdet.engine.ParamGroupRules`, or any callable ``model -> list of group dicts`` with
             ``params``, ``lr_mult`` and ``decay_mult``. None: ``ParamGroupRules()`` (one multiplier of 1).
+            A mapping (the config stored in checkpoints written before the node had a ``_target_``) is
+            given to ``ParamGroupRules(**paramwise)``.
         auto_scale_lr: scale the lr linearly by the global batch
             (``batch_size * world_size * accumulate_grad_batches``) against ``base_batch_size``.
         base_batch_size: the global batch the configured lr was published for.
@@ -96,7 +98,7 @@ class DetectionModule(L.LightningModule):
         scheduler: Callable[..., LRScheduler] | None = None,
         evaluator: CocoEvaluator | None = None,
         *,
-        paramwise: Callable[[nn.Module], list[ParamGroup]] | None = None,
+        paramwise: Callable[[nn.Module], list[ParamGroup]] | Mapping[str, Any] | None = None,
         auto_scale_lr: bool = False,
         base_batch_size: int = 16,
         batch_size: int | None = None,
@@ -104,6 +106,8 @@ class DetectionModule(L.LightningModule):
         freeze: Sequence[str] = (),
     ) -> None:
         super().__init__()
+        if isinstance(paramwise, Mapping):
+            paramwise = ParamGroupRules(**paramwise)
         if paramwise is not None and not callable(paramwise):
             raise TypeError(
                 f"paramwise must be a ParamGroupRules (a yaml node with `_target_: "
