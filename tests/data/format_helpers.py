@@ -72,12 +72,12 @@ CSV_TRAIN = ["a.jpg,40,30,2,3,12,11,cat", "a.jpg,40,30,20,5,35,25,dog", "b.jpg,3
 CSV_VAL = ["a.jpg,40,30,2,3,12,11,cat", "b.jpg,30,50,0,10,25,40,dog", "b.jpg,30,50,5,5,29,45,bird"]
 
 
-def write_csv(root: Path, rows: list[str], name: str = "train.csv") -> Path:
-    """Writes ``root/<name>`` and the images of ``CSV_SIZES`` into ``root/img``; returns the CSV file."""
-    (root / "img").mkdir(parents=True, exist_ok=True)
+def write_csv(root: Path, rows: list[str], name: str = "train.csv", images: str = "img") -> Path:
+    """Writes ``root/<name>`` and the images of ``CSV_SIZES`` into ``root/<images>``; returns the CSV file."""
+    (root / images).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(2)
     for file_name, (w, h) in CSV_SIZES.items():
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / "img" / file_name)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(root / images / file_name)
     path = root / name
     path.write_text("".join(f"{r}\n" for r in rows))
     return path
