@@ -8,9 +8,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from model_builders import make_batch
 from omegaconf import DictConfig
+from omegaconf.errors import InterpolationResolutionError
 
 from lightdet.config import register_resolvers
-from lightdet.models import BoundedIoULoss, L1Loss, ResNet, TwoStageDetector
+from lightdet.models import BoundedIoULoss, L1Loss, MobileNetV3, ResNet, TwoStageDetector
 
 PRIMARY = """
 defaults:
@@ -61,20 +62,54 @@ def test_faster_rcnn_matches_mmdetection_defaults(config_dir):
 
 
 @pytest.mark.parametrize(
-    ("backbone", "channels"),
+    ("backbone", "kind", "channels"),
     [
-        ("resnet18", [64, 128, 256, 512]),
-        ("resnet34", [64, 128, 256, 512]),
-        ("resnet101", [256, 512, 1024, 2048]),
-        ("resnext101_32x4d", [256, 512, 1024, 2048]),
+        ("resnet18", ResNet, [64, 128, 256, 512]),
+        ("resnet34", ResNet, [64, 128, 256, 512]),
+        ("resnet101", ResNet, [256, 512, 1024, 2048]),
+        ("resnext101_32x4d", ResNet, [256, 512, 1024, 2048]),
+        ("mobilenet_v3_large", MobileNetV3, [24, 40, 112, 960]),
     ],
 )
-def test_backbone_swap_moves_the_neck(config_dir, backbone, channels):
+def test_backbone_swap_moves_the_neck(config_dir, backbone, kind, channels):
     cfg = compose_model(config_dir, f"model/backbone={backbone}")
-    assert cfg.model.neck.in_channels == channels
+    assert cfg.model.neck.in_channels == channels and cfg.model.neck.in_strides == [4, 8, 16, 32]
     with torch.device("meta"):
         model = instantiate(cfg.model)
-    assert isinstance(model.backbone, ResNet) and model.neck.in_channels == channels
+    assert isinstance(model.backbone, kind) and model.neck.in_channels == channels
+    assert model.neck.strides == list(cfg.model.rpn_head.anchor_generator.strides) == [4, 8, 16, 32, 64]
+
+
+def test_resnets_share_resnet50s_settings(config_dir):
+    cfg = compose_model(config_dir, "model/backbone=resnext101_32x4d").model.backbone
+    assert (cfg.depth, cfg.groups, cfg.width_per_group, cfg.frozen_stages, cfg.norm_eval) == (101, 32, 4, 1, True)
+
+
+def test_preprocessor_group(config_dir):
+    assert compose_model(config_dir).model.preprocessor.mean == [123.675, 116.28, 103.53]
+    caffe = compose_model(config_dir, "model/preprocessor=caffe").model.preprocessor
+    assert caffe.to_bgr and caffe.std == [1.0, 1.0, 1.0] and caffe.size_divisor == 32
+
+
+def test_cascade_stages_are_the_template_with_their_own_iou_stds_and_weight(config_dir):
+    cfg = compose_model(config_dir, "model=cascade_rcnn", "cascade_stage.bbox_head.fc_out_channels=512")
+    stages = cfg.model.roi_head.stages
+    assert [s.assigner.pos_iou_thr for s in stages] == [0.5, 0.6, 0.7]
+    assert [s.assigner.min_pos_iou for s in stages] == [0.5, 0.6, 0.7]
+    assert [s.bbox_head.box_coder.stds[2] for s in stages] == [0.2, 0.1, 0.067]
+    assert [s.loss_weight for s in stages] == [1.0, 0.5, 0.25]
+    assert [s.bbox_head.fc_out_channels for s in stages] == [512] * 3  # the template reaches every stage
+    assert all(s.mask_head is None and s.bbox_head.reg_class_agnostic for s in stages)
+    masks = compose_model(config_dir, "model=cascade_mask_rcnn").model.roi_head.stages
+    assert [s.mask_head.mask_roi_extractor.output_size for s in masks] == [14] * 3
+    assert masks[2].mask_head.mask_roi_extractor.strides == [4, 8, 16, 32]
+
+
+def test_a_misspelt_stage_value_names_the_key(config_dir):
+    cfg = compose_model(config_dir, "model=cascade_rcnn")
+    cfg.model.roi_head.stages[1] = "${lightdet.merge:${cascade_stage},{loss_wieght:0.5}}"
+    with pytest.raises(InterpolationResolutionError, match="loss_wieght"):
+        _ = cfg.model.roi_head.stages[1]
 
 
 def test_class_count_and_loss_swap(config_dir):

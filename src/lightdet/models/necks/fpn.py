@@ -114,7 +114,9 @@ class FPN(nn.Module):
         return extra
 
 
-def _output_strides(num_ins: int, in_strides: Sequence[int] | None, start_level: int, num_outs: int) -> list[int]:
+def _output_strides(
+    num_ins: int, in_strides: Sequence[int] | None, start_level: int, num_outs: int
+) -> list[int]:
     """Strides of the ``num_outs`` output levels: the inputs' from ``start_level`` on, then doubling."""
     strides = [2 ** (i + 2) for i in range(num_ins)] if in_strides is None else [int(s) for s in in_strides]
     if len(strides) != num_ins:
