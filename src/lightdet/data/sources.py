@@ -10,7 +10,7 @@ first error, where ``check`` wants to report them all. They ask the ``_target_``
 
 It is called with the node's arguments (a wrapper's nested datasets as nodes, plain mappings); it names
 the files and does not read them, except that a generated dataset may generate itself there.
-:meth:`AnnotationSource.read_coco` reads one file as COCO. Every lightdet dataset, wrapper included,
+``AnnotationSource.read_coco()`` reads one file as COCO. Every lightdet dataset, wrapper included,
 implements it; so does a user's own class, which is how it joins the tools (tutorial 2).
 """
 

@@ -8,6 +8,7 @@ and handed to the dataset as ``content``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -90,8 +91,7 @@ def file_sources(
     categories but is not a configuration to check the file against.
     """
     cls, kwargs = _open(ann_file, img_dir, classes)
-    return [AnnotationSource(s.ann_file, s.img_dir, classes, s.read_coco, s.box_format)
-            for s in cls.annotation_sources(**kwargs)]  # type: ignore[attr-defined]
+    return [replace(s, classes=classes) for s in cls.annotation_sources(**kwargs)]  # type: ignore[attr-defined]
 
 
 def dataset_from_file(
