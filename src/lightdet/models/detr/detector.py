@@ -1,0 +1,103 @@
+"""RT-DETR / RT-DETRv2 / D-FINE as a lightdet :class:`~lightdet.models.Detector`.
+
+Backbone -> :class:`HybridEncoder` -> :class:`DETRDecoder`; :class:`DETRCriterion` in training. At the border
+the contracts of ``structures.py`` hold: targets arrive as xyxy pixels and are normalised to cxcywh by the
+(padded) input size inside; ``predict`` returns the top-k (query, class) pairs by sigmoid score, in original
+pixels, with no NMS.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from lightdet.models.detectors.base import Detector, to_original
+from lightdet.models.detr.box_ops import cxcywh_to_xyxy, xyxy_to_cxcywh
+from lightdet.models.detr.criterion import DETRCriterion
+from lightdet.models.detr.decoder import DecoderOutput, DETRDecoder
+from lightdet.models.preprocessor import DetPreprocessor
+from lightdet.structures import DetBatch, Detections
+
+
+def normalised_targets(batch: DetBatch, size: tuple[int, int]) -> tuple[list[Tensor], list[Tensor]]:
+    """Per image the labels and the normalised cxcywh boxes of the non-ignored targets; ``size = (H, W)``."""
+    h, w = size
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=batch.images.device)
+    labels, boxes = [], []
+    for lab, box, ign in zip(batch.labels, batch.boxes, batch.ignore):
+        keep = ~ign
+        labels.append(lab[keep])
+        boxes.append(xyxy_to_cxcywh(box[keep] / scale))
+    return labels, boxes
+
+
+def topk_detections(logits: Tensor, boxes: Tensor, size: tuple[int, int], k: int) -> list[Detections]:
+    """Sigmoid scores, the top ``k`` over queries x classes per image, boxes to xyxy pixels of ``size``.
+
+    Shapes: ``logits [B, Q, K]``, ``boxes [B, Q, 4]`` normalised cxcywh -> ``B`` detections of ``min(k, Q*K)``.
+    """
+    b, q, num_classes = logits.shape
+    h, w = size
+    scores, index = logits.sigmoid().flatten(1).topk(min(k, q * num_classes), dim=1)
+    labels = index % num_classes
+    query = index // num_classes
+    xyxy = cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
+    picked = xyxy.gather(1, query[..., None].expand(-1, -1, 4))
+    return [Detections(boxes=picked[i].float(), scores=scores[i].float(), labels=labels[i]) for i in range(b)]
+
+
+class RTDETR(Detector):
+    """A real-time DETR: backbone, hybrid encoder, transformer decoder, set criterion.
+
+    Args:
+        backbone: ``[B, 3, H, W]`` -> maps at strides 8/16/32 (e.g. :class:`~lightdet.models.PResNet`,
+            :class:`~lightdet.models.HGNetv2`).
+        encoder: :class:`~lightdet.models.detr.HybridEncoder`.
+        decoder: :class:`~lightdet.models.detr.DETRDecoder` (D-FINE when it has an ``fdr`` part).
+        criterion: :class:`~lightdet.models.detr.DETRCriterion`.
+        preprocessor: ``uint8`` batch -> float input (RT-DETR/D-FINE: mean 0, std 255, i.e. ``x / 255``).
+        num_top_queries: detections per image returned by ``predict`` (300 in the papers).
+
+    Loss keys: see :mod:`lightdet.models.detr.criterion`.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        encoder: nn.Module,
+        decoder: DETRDecoder,
+        criterion: DETRCriterion,
+        preprocessor: DetPreprocessor,
+        num_top_queries: int = 300,
+    ) -> None:
+        super().__init__(preprocessor)
+        self.backbone = backbone
+        self.encoder = encoder
+        self.decoder = decoder
+        self.criterion = criterion
+        self.num_top_queries = num_top_queries
+
+    def forward_decoder(
+        self, images: Tensor, labels: list[Tensor] | None = None, boxes: list[Tensor] | None = None,
+        all_layers: bool | None = None,
+    ) -> tuple[DecoderOutput, object]:
+        """Normalised images -> decoder outputs (with denoising queries when targets are given in training)."""
+        feats = self.encoder(self.backbone(images))
+        denoising = None
+        if self.training and labels is not None and boxes is not None:
+            denoising = self.decoder.denoising_queries(labels, boxes)
+        return self.decoder(feats, denoising, all_layers), denoising
+
+    def loss(self, batch: DetBatch) -> dict[str, Tensor]:
+        images, _ = self.preprocess(batch)
+        labels, boxes = normalised_targets(batch, tuple(images.shape[-2:]))
+        out, denoising = self.forward_decoder(images, labels, boxes)
+        return self.criterion(out, labels, boxes, denoising)  # type: ignore[arg-type]
+
+    @torch.no_grad()
+    def predict(self, batch: DetBatch) -> list[Detections]:
+        images, _ = self.preprocess(batch)
+        out, _ = self.forward_decoder(images, all_layers=False)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        detections = topk_detections(out.logits[-1], out.boxes[-1], size, self.num_top_queries)
+        return [to_original(d, m) for d, m in zip(detections, batch.metas)]
