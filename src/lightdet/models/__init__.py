@@ -3,9 +3,10 @@
 Everything a config's ``_target_`` names is importable from here, e.g. ``lightdet.models.TwoStageDetector``.
 """
 
-from lightdet.models.backbones import MobileNetV3, ResNet, resnet_out_channels
+from lightdet.models.backbones import HGNetv2, MobileNetV3, PResNet, ResNet, resnet_out_channels
 from lightdet.models.dense_heads import FCOSHead, Proposals, RetinaHead, RPNHead
 from lightdet.models.detectors import Detector, SingleStageDetector, TwoStageDetector, to_original
+from lightdet.models.detr import RTDETR
 from lightdet.models.layers import ConvModule, build_norm
 from lightdet.models.losses import (
     BoundedIoULoss,
@@ -55,13 +56,16 @@ __all__ = [
     "FocalLoss",
     "GHMCLoss",
     "IoULoss",
+    "PResNet",
     "PointGenerator",
+    "RTDETR",
     "RetinaHead",
     "SingleStageDetector",
     "Detector",
     "FCNMaskHead",
     "FPN",
     "GIoULoss",
+    "HGNetv2",
     "L1Loss",
     "MaxIoUAssigner",
     "MobileNetV3",
