@@ -87,3 +87,15 @@ def test_top100_detections_match_in_original_pixels(pair: tuple[str, object, obj
     torch.testing.assert_close(det.scores, scores, atol=1e-4, rtol=0)
     assert torch.equal(det.labels, labels)
     torch.testing.assert_close(det.boxes, boxes, atol=1e-2, rtol=0)
+
+
+@torch.no_grad()
+def test_rtdetrv2_discrete_sampling_matches(tmp_path: Path) -> None:
+    reference = make_reference("rt_detr_v2", tmp_path, decoder_method="discrete")
+    model, _ = converted(tmp_path)
+    assert model.decoder.layers[0].cross_attn.method == "discrete"
+    x = smooth_image(320, 320, 4)[None].float() / 255
+    ref = reference(pixel_values=x)
+    out, _ = model.forward_decoder(x, all_layers=True)
+    torch.testing.assert_close(out.logits, ref.intermediate_logits.transpose(0, 1), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.boxes, ref.intermediate_reference_points.transpose(0, 1), atol=1e-4, rtol=0)

@@ -37,7 +37,7 @@ def sample_discrete(value: Tensor, locations: Tensor) -> Tensor:
     scaled = locations * locations.new_tensor([w, h]) + 0.5
     x = scaled[..., 0].long().clamp(0, w - 1)  # .long() truncates toward zero, as the reference does
     y = scaled[..., 1].long().clamp(0, h - 1)
-    index = (y * w + x).view(bh, 1, q * p).expand(bh, hd, q * p)
+    index = (y * w + x).reshape(bh, 1, q * p).expand(bh, hd, q * p)
     return value.flatten(2).gather(2, index).view(bh, hd, q, p)
 
 

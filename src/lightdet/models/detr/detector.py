@@ -15,6 +15,7 @@ from lightdet.models.detectors.base import Detector, to_original
 from lightdet.models.detr.box_ops import cxcywh_to_xyxy, xyxy_to_cxcywh
 from lightdet.models.detr.criterion import DETRCriterion
 from lightdet.models.detr.decoder import DecoderOutput, DETRDecoder
+from lightdet.models.detr.denoising import DenoisingQueries
 from lightdet.models.preprocessor import DetPreprocessor
 from lightdet.structures import DetBatch, Detections
 
@@ -80,7 +81,7 @@ class RTDETR(Detector):
     def forward_decoder(
         self, images: Tensor, labels: list[Tensor] | None = None, boxes: list[Tensor] | None = None,
         all_layers: bool | None = None,
-    ) -> tuple[DecoderOutput, object]:
+    ) -> tuple[DecoderOutput, DenoisingQueries | None]:
         """Normalised images -> decoder outputs (with denoising queries when targets are given in training)."""
         feats = self.encoder(self.backbone(images))
         denoising = None
@@ -91,8 +92,8 @@ class RTDETR(Detector):
     def loss(self, batch: DetBatch) -> dict[str, Tensor]:
         images, _ = self.preprocess(batch)
         labels, boxes = normalised_targets(batch, tuple(images.shape[-2:]))
-        out, denoising = self.forward_decoder(images, labels, boxes)
-        return self.criterion(out, labels, boxes, denoising)  # type: ignore[arg-type]
+        out, denoising = self.forward_decoder(images, labels, boxes, all_layers=True)
+        return self.criterion(out, labels, boxes, denoising)
 
     @torch.no_grad()
     def predict(self, batch: DetBatch) -> list[Detections]:
