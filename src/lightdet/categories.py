@@ -17,39 +17,69 @@ __all__ = ["ClassesSpec", "load_class_names", "match_categories"]
 
 ClassesSpec = str | PathLike | Sequence[str]
 
+_BOM = "\ufeff"  # the byte-order mark some editors put before the first line
+
 
 def load_class_names(classes: ClassesSpec) -> list[str]:
     """Returns the class names of a config's ``classes`` entry, in order.
 
-    Accepts a list/tuple of names, a path to a text file with one name per line (blank lines and
-    ``#`` comments skipped), or a single bare class name. A bare string that is not an existing file
-    is one class, never split into characters (MMDetection's ``classes = ('uav')`` trap).
+    Accepts a list/tuple of names, a path to a UTF-8 text file with one name per line, or a single bare
+    class name. In a file, a byte-order mark (as Windows editors write) is dropped, names are stripped,
+    and blank lines and ``#`` comments are skipped. A bare string that is not an existing file is one
+    class, never split into characters (MMDetection's ``classes = ('uav')`` trap).
 
     Raises:
-        ValueError: on an empty list, empty or duplicated names, or a ``.txt`` path that does not exist.
+        ValueError: naming the file or list and the line or position at fault: an empty list, a blank
+            name in a list, a name given twice, a file that is not UTF-8, or a ``.txt`` path that does
+            not exist.
     """
     if isinstance(classes, (str, PathLike)):
         path = Path(classes)
         if path.suffix == ".txt" or path.is_file():
-            if not path.is_file():
-                raise ValueError(f"classes file {str(path)!r} does not exist")
-            lines = (ln.split("#", 1)[0].strip() for ln in path.read_text(encoding="utf-8").splitlines())
-            names = [ln for ln in lines if ln]
-            source = f"classes file {str(path)!r}"
+            names, places = _read_classes_file(path)
+            source, unit = f"classes file {str(path)!r}", "line"
         else:
-            names = [str(classes)]
-            source = f"classes {classes!r}"
+            names, places, source, unit = [str(classes)], [1], f"classes {classes!r}", "position"
     else:
         names = [str(c) for c in classes]
-        source = f"classes {names!r}"
+        if names:
+            names[0] = names[0].removeprefix(_BOM)
+        places, source, unit = list(range(1, len(names) + 1)), f"classes {names!r}", "position"
+    _check_class_names(names, places, source, unit)
+    return names
+
+
+def _read_classes_file(path: Path) -> tuple[list[str], list[int]]:
+    """The names of a ``classes.txt`` file and their 1-based line numbers (blank lines and comments skipped)."""
+    if not path.is_file():
+        raise ValueError(f"classes file {str(path)!r} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ValueError(f"classes file {str(path)!r} is not UTF-8 text (line {line}: {err.reason})") from None
+    names, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.append(name)
+            lines.append(number)
+    return names, lines
+
+
+def _check_class_names(names: list[str], places: list[int], source: str, unit: str) -> None:
+    """Refuses an empty list, blank names and repeated names, naming the ``unit`` (line / position) of each."""
     if not names:
         raise ValueError(f"{source} is empty: list at least one class name")
-    if any(not n.strip() for n in names):
-        raise ValueError(f"{source} contains an empty class name")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"{source} lists these names more than once: {dupes}")
-    return names
+    blank = next((i for i, n in enumerate(names) if not n.strip()), None)
+    if blank is not None:
+        raise ValueError(f"{source}: {unit} {places[blank]} is blank ({names[blank]!r}); a class needs a name")
+    first: dict[str, int] = {}
+    for name, place in zip(names, places):
+        if name in first:
+            raise ValueError(f"{source} lists {name!r} more than once ({unit}s {first[name]} and {place})")
+        first[name] = place
 
 
 def match_categories(
