@@ -269,3 +269,30 @@ def hf_class_names(config: Mapping[str, Any]) -> list[str]:
     id2label = config.get("id2label") or {}
     n = int(config.get("num_labels", len(id2label)))
     return [str(id2label.get(str(i), id2label.get(i, f"class_{i}"))) for i in range(n)]
+
+
+#: transformers' image processor for these models: a 640x640 resize (no aspect ratio kept), then x / 255.
+HF_TEST_PIPELINE = (
+    "dataset.pipeline.test=[{_target_:lightdet.data.LoadImage},"
+    "{_target_:lightdet.data.Resize,scale:[640,640],keep_ratio:false}]"
+)
+
+
+def _quoted(names: list[str]) -> str:
+    """A Hydra override list of quoted strings (class names may hold spaces and commas)."""
+    return "[" + ",".join("'" + n.replace("\\", "\\\\").replace("'", "\\'") + "'" for n in names) + "]"
+
+
+def hf_overrides(config: Mapping[str, Any], arch: str | None = None) -> list[str]:
+    """Hydra overrides of ``lightdet-train``'s config that run a ``transformers`` checkpoint as it runs there:
+    the model rebuilt from ``config.json``, COCO's evaluation with ``id2label``'s classes, the 640x640 test
+    resize and inputs scaled to ``[0, 1]`` (the model configs' preprocessor).
+
+    Raises:
+        ValueError: ``arch`` is given and differs from ``config.json``'s ``model_type``.
+    """
+    model_type = config.get("model_type")
+    if arch is not None and arch != model_type:
+        raise ValueError(f"ARCH {arch!r} differs from config.json's model_type {model_type!r}")
+    name, model = hf_model_overrides(config)
+    return [f"model={name}", *model, "dataset=coco", f"dataset.classes={_quoted(hf_class_names(config))}", HF_TEST_PIPELINE]

@@ -1,4 +1,4 @@
-"""``lightdet-convert``: a published torchvision / MMDetection checkpoint -> a lightdet checkpoint.
+"""``lightdet-convert``: a published torchvision / MMDetection / Hugging Face checkpoint -> a lightdet checkpoint.
 
 The written file carries the composed config whose numerics match the source (RoIAlign variant, anchor
 rounding, proposal counts, box-coder clamping ...), so ``lightdet-test ckpt=DST`` runs it as is.
@@ -7,6 +7,7 @@ Examples::
 
     lightdet-convert torchvision fasterrcnn_resnet50_fpn fasterrcnn_resnet50_fpn_coco-258fb6c6.pth tv_frcnn.ckpt
     lightdet-convert mmdet faster_rcnn_r50_fpn_1x_coco faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth mm.ckpt
+    lightdet-convert hf PekingU-rtdetr_r50vd/ rtdetr_r50vd.ckpt          # config.json + model.safetensors
     lightdet-test ckpt=tv_frcnn.ckpt paths.data_dir=/data split=val
 """
 
@@ -22,8 +23,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightdet.checkpoint.files import read_checkpoint
+from lightdet.checkpoint.from_hf import HF_MODEL_TYPES, convert_hf_state_dict, hf_overrides, read_hf_folder
 from lightdet.checkpoint.load import DETECTOR_PREFIX
 from lightdet.checkpoint.presets import PRESETS, SOURCES, convert, get_preset
+from lightdet.checkpoint.report import check_against_target
 from lightdet.composition import compose_config
 from lightdet.engine.module import CONFIG_KEY
 
@@ -46,19 +49,45 @@ def convert_file(source: str, arch: str, src: Path, dst: Path, overrides: Sequen
     if not report.ok:
         raise ValueError(f"{src} does not fit lightdet's {arch}:\n{report.summary()}")
     cfg = compose_converted_config(source, arch, overrides)
+    write_converted(state, cfg, dst, {"source": source, "arch": arch, "file": src.name})
+    return report.summary()
+
+
+def convert_hf_file(src: Path, dst: Path, arch: str | None = None, overrides: Sequence[str] = ()) -> str:
+    """Converts a Hugging Face RT-DETR / RT-DETRv2 / D-FINE folder (``config.json`` + ``model.safetensors``).
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: unknown architecture, or weights that do not fill the model.
+    """
+    from hydra.utils import instantiate
+
+    config, weights = read_hf_folder(src)
+    cfg = compose_config("train", [*hf_overrides(config, arch), f"name={config.get('model_type')}", *overrides])
+    with torch.device("meta"):
+        target = instantiate(cfg.model).state_dict()
+    state, report = convert_hf_state_dict(weights, str(config.get("model_type")))
+    state = check_against_target(state, report, target)
+    if not report.ok:
+        raise ValueError(f"{src} does not fit lightdet's {config.get('model_type')}:\n{report.summary()}")
+    write_converted(state, cfg, dst, {"source": "hf", "arch": config.get("model_type"), "file": src.name})
+    return report.summary()
+
+
+def write_converted(state: dict[str, torch.Tensor], cfg: DictConfig, dst: Path, origin: dict[str, object]) -> None:
+    """Writes a lightdet checkpoint (Lightning layout) holding ``state`` and the composed ``cfg``."""
     payload = {
         "state_dict": {DETECTOR_PREFIX + k: v for k, v in state.items()},
         CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False),
         "pytorch-lightning_version": L.__version__,
         "epoch": 0,
         "global_step": 0,
-        "converted_from": {"source": source, "arch": arch, "file": src.name},
+        "converted_from": origin,
     }
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(dst.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(dst)
-    return report.summary()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
             "COCO classifier is reduced to the 80 real COCO classes (its 10 unused 'N/A' logits are dropped)."
         ),
         epilog=(
-            f"Known SOURCE ARCH pairs:\n{archs}\n\nExample:\n"
+            f"Known SOURCE ARCH pairs:\n{archs}\n\nHugging Face RT-DETR / RT-DETRv2 / D-FINE: lightdet-convert hf SRC DST "
+            "[ARCH] (see lightdet-convert hf --help)\n\nExample:\n"
             "  lightdet-convert torchvision fasterrcnn_resnet50_fpn fasterrcnn_resnet50_fpn_coco-258fb6c6.pth tv.ckpt\n"
             "  lightdet-test ckpt=tv.ckpt paths.data_dir=/data split=val"
         ),
@@ -88,10 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_hf_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightdet-convert hf",
+        description=(
+            "Convert a Hugging Face transformers RT-DETR / RT-DETRv2 / D-FINE checkpoint (a folder, or a file in "
+            "it, with config.json and model.safetensors) into a lightdet checkpoint. The architecture and sizes "
+            "come from config.json; the written config has the 640x640 test resize, inputs scaled to [0, 1] and "
+            "id2label's class names."
+        ),
+    )
+    parser.add_argument("src", type=Path, help="the Hugging Face checkpoint folder (or a file in it)")
+    parser.add_argument("dst", type=Path, help="the lightdet checkpoint to write (.ckpt)")
+    parser.add_argument("arch", nargs="?", choices=HF_MODEL_TYPES, help="must agree with config.json's model_type")
+    parser.add_argument("--override", dest="overrides", action="append", default=[],
+                        help="a Hydra override stored in the written config (repeatable)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    hf = bool(argv) and argv[0] == "hf"
+    args = build_hf_parser().parse_args(argv[1:]) if hf else build_parser().parse_args(argv)
     try:
-        summary = convert_file(args.source, args.arch, args.src, args.dst, args.overrides)
+        if hf:
+            summary = convert_hf_file(args.src, args.dst, args.arch, args.overrides)
+        else:
+            summary = convert_file(args.source, args.arch, args.src, args.dst, args.overrides)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
