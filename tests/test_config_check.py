@@ -64,3 +64,9 @@ def test_the_cli_exits_2_naming_the_key_value_and_type(monkeypatch, tmp_path, ca
     assert exit_info.value.code == 2
     assert "dataset.batch_size='abc': expected int" in capsys.readouterr().err
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_none_nodes_and_the_hydra_node_are_skipped():
+    cfg = OmegaConf.create({"hydra": {"sweeper": {"params": None}}, "empty": None, "dict_none": {"a": None}})
+    cfg.dict_none = None
+    assert find_type_problems(cfg) == []

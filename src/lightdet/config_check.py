@@ -112,19 +112,20 @@ def _source_key(cfg: DictConfig, path: str) -> str:
     return path
 
 
+def _children(node: DictConfig | ListConfig) -> Iterator[tuple[str, Any]]:
+    keys = range(len(node)) if isinstance(node, ListConfig) else [k for k in node if k != "hydra"]
+    for key in keys:
+        yield str(key), node._get_node(key)  # type: ignore[arg-type]
+
+
 def _target_nodes(node: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]:
-    if isinstance(node, DictConfig):
-        if "_target_" in node:
-            yield path, node
-        for key in node:
-            child = node._get_node(key)
+    """``(dotted path, node)`` of every ``_target_`` node, outside interpolations and the ``hydra`` node."""
+    if isinstance(node, DictConfig) and not node._is_none() and "_target_" in node:
+        yield path, node
+    if isinstance(node, (DictConfig, ListConfig)) and not node._is_none() and not node._is_missing():
+        for key, child in _children(node):
             if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
-                yield from _target_nodes(child, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, ListConfig):
-        for i in range(len(node)):
-            child = node._get_node(i)
-            if isinstance(child, (DictConfig, ListConfig)) and not child._is_interpolation():
-                yield from _target_nodes(child, f"{path}.{i}")
+                yield from _target_nodes(child, f"{path}.{key}" if path else key)
 
 
 def find_type_problems(cfg: DictConfig) -> list[TypeProblem]:
