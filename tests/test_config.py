@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,34 @@ def _group_options() -> list[tuple[str, str]]:
     return pairs
 
 
+@functools.cache
+def _model_choices() -> dict[str, dict[str, str]]:
+    """Each model's Hydra choices: a part by its group (``model/backbone``), a block used at several places
+    by group and package (``model/assigner@model.rpn_head.assigner``), each with the option it takes."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        choices = {
+            m: dict(compose("train", [f"model={m}"], return_hydra_config=True).hydra.runtime.choices)
+            for m in ["faster_rcnn", "retinanet", *_options("model")]
+        }
+    GlobalHydra.instance().clear()
+    return choices
+
+
 def _with_parent(group: str, option: str) -> list[str]:
-    """A nested option is chosen inside a parent that includes it (model/backbone inside faster_rcnn)."""
+    """A nested option is chosen inside a parent that includes it (model/backbone inside faster_rcnn; a block
+    such as model/assigner at a package a model uses it at, preferably one where that option is used)."""
     parents = {"model/bbox_head": "model=retinanet", "model": "model=faster_rcnn", "dataset": "dataset=coco"}
     top = group.split("/")[0]
     parent = parents.get(group, parents.get(top))
+    if top == "model" and "/" in group and group not in _model_choices()[parent.split("=")[1]]:
+        uses = [(m, key, chosen) for m, keys in _model_choices().items() for key, chosen in keys.items()]
+        uses = [u for u in uses if u[1].split("@")[0] == group]
+        model, key, _ = next((u for u in uses if u[2] == option), uses[0])
+        return [f"model={model}", f"{key}={option}"]
     prefix = [parent] if "/" in group and parent else []
     return [*prefix, f"{group}={option}"]
 
