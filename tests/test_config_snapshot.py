@@ -41,10 +41,20 @@ ALLOWED: dict[str, str] = {
     "module.paramwise._target_": "param-group rules are a built object (ParamGroupRules), same fields",
     "dataset.pipeline.test": "the shapes test pipeline caps the input size (Resize downscale_only)",
     "dataset.datamodule.*.pipeline": "interpolates dataset.pipeline.test",
+    # image reading (issue 18): both new keys default to the behaviour before them
+    "dataset.exif": "new key: EXIF orientation, ignore (the stored pixels, as before) or apply",
+    "dataset.on_bad_image": "new key: an image that cannot be loaded stops the run (error, as before) or is skipped",
+    "dataset.pipeline.*.exif": "LoadImage's exif argument, interpolating dataset.exif",
+    "dataset.datamodule.*.exif": "interpolates dataset.pipeline: as dataset.pipeline.*.exif",
+    "dataset.datamodule.*.on_bad_image": "each dataset's on_bad_image argument, interpolating dataset.on_bad_image",
+    "*.evaluator.backend": "hotcoco is the default backend (COCOeval's numbers, parity-tested)",
+    "*.evaluator.protocol": "the evaluation protocol is selectable (coco, lvis, oid); coco as before",
     "logger.*._target_": "lightdet's CSV/TensorBoard loggers: Lightning's, continuing the history on resume",
     "dataset.datamodule.train._target_": "shapes: the class ShapesDataset (states its files to the tools), "
     "was its alias shapes_dataset; same arguments",
     "dataset.datamodule.val._target_": "as dataset.datamodule.train._target_",
+    "callbacks.run_report*": "the run report (plots/) is a default callback",
+    "callbacks.val_images*": "predictions on validation images, logged to TensorBoard, are a default callback",
 }
 
 

@@ -83,7 +83,7 @@ def pycocotools_stats(ann_file: Path, results: list[dict[str, Any]]) -> np.ndarr
     return np.asarray(ev.stats)
 
 
-@pytest.mark.parametrize("backend", ["faster_coco_eval", "pycocotools"])
+@pytest.mark.parametrize("backend", ["hotcoco", "faster_coco_eval", "pycocotools"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_segm_on_random_bitmaps_equals_pycocotools(tmp_path: Path, backend: str, seed: int) -> None:
     ann_file = tmp_path / "gt.json"

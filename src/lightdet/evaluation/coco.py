@@ -25,7 +25,7 @@ import torch
 from lightdet.categories import ClassesSpec, match_categories
 from lightdet.evaluation.distributed import PerImageResults, is_rank_zero
 from lightdet.evaluation.ground_truth import GroundTruth, load_coco_ground_truth
-from lightdet.evaluation.result import COCO_STAT_NAMES, EvalResult
+from lightdet.evaluation.result import PROTOCOL_STATS, EvalResult
 from lightdet.structures import Detections, ImageMeta, xyxy_to_xywh
 
 __all__ = ["CocoEvaluator", "IOU_TYPES", "BACKENDS"]
@@ -33,9 +33,16 @@ __all__ = ["CocoEvaluator", "IOU_TYPES", "BACKENDS"]
 log = logging.getLogger(__name__)
 
 IouType = Literal["bbox", "segm"]
-Backend = Literal["faster_coco_eval", "pycocotools"]
+Protocol = Literal["coco", "lvis", "oid"]
+#: COCOeval keyword of each protocol other than COCO's (hotcoco's federated LVIS and Open Images modes)
+_PROTOCOL_FLAGS = {"coco": {}, "lvis": {"lvis_style": True}, "oid": {"oid_style": True}}
+Backend = Literal["hotcoco", "faster_coco_eval", "pycocotools"]
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
-BACKENDS: tuple[str, ...] = ("faster_coco_eval", "pycocotools")
+BACKENDS: tuple[str, ...] = ("hotcoco", "faster_coco_eval", "pycocotools")
+
+#: One image's results: ``float64 [N, 7]`` rows ``(image_id, x, y, w, h, score, category_id)`` (the array
+#: COCO's ``loadRes`` takes) and, for segm, the N masks as compressed RLEs.
+ImageResults = tuple[np.ndarray, list[dict[str, Any]] | None]
 
 # The key each IoU type's results must not carry: COCO's loadRes takes a result's area from its box when
 # one is present, which would put mask results in the wrong small/medium/large bucket.
@@ -68,6 +75,17 @@ def _encode_masks(masks: torch.Tensor | None, meta: ImageMeta) -> list[dict[str,
     return rles
 
 
+def _records(rows: np.ndarray, rles: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """``[N, 7]`` result rows (+ RLEs) -> COCO result dicts, as a results json holds them."""
+    records = [
+        {"image_id": int(r[0]), "category_id": int(r[6]), "bbox": r[1:5].tolist(), "score": float(r[5])}
+        for r in rows
+    ]
+    for record, rle in zip(records, rles or []):
+        record["segmentation"] = rle
+    return records
+
+
 class CocoEvaluator(PerImageResults):
     """Accumulates detections image by image and computes COCO metrics for the processed images.
 
@@ -79,9 +97,14 @@ class CocoEvaluator(PerImageResults):
         classes: the configured classes (a list, a bare name or a ``classes.txt`` path); label ``i``
             is the file's category named ``classes[i]``. None: every category of the file, by id.
         iou_types: subset of ``("bbox", "segm")``; ``segm`` needs ``Detections.masks``.
-        backend: ``"faster_coco_eval"`` (C++, default) or ``"pycocotools"``; both give COCOeval's numbers.
+        backend: ``"hotcoco"`` (Rust, default: results go in as arrays, no dict per detection),
+            ``"faster_coco_eval"`` (C++) or ``"pycocotools"``; all three give COCOeval's numbers.
         classwise: also compute per-class AP.
         outfile: when set, :meth:`compute` writes the COCO results json there (on rank zero).
+        protocol: ``"coco"``; ``"lvis"`` (federated: each image's ``neg_category_ids`` and
+            ``not_exhaustive_category_ids`` decide which detections count, 300 per image, AP over rare /
+            common / frequent categories) or ``"oid"`` (Open Images: AP at IoU 0.5, group-of boxes); both
+            need the ``hotcoco`` backend.
     """
 
     def __init__(
@@ -90,15 +113,21 @@ class CocoEvaluator(PerImageResults):
         classes: ClassesSpec | None = None,
         *,
         iou_types: Sequence[IouType] = ("bbox",),
-        backend: Backend = "faster_coco_eval",
+        backend: Backend = "hotcoco",
         classwise: bool = True,
         outfile: str | None = None,
+        protocol: Protocol = "coco",
     ) -> None:
         bad = [t for t in iou_types if t not in IOU_TYPES]
         if bad or not iou_types or len(set(iou_types)) != len(iou_types):
             raise ValueError(f"iou_types={list(iou_types)}: expected distinct values among {list(IOU_TYPES)}")
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: expected one of {list(BACKENDS)}")
+        if protocol not in _PROTOCOL_FLAGS:
+            raise ValueError(f"protocol={protocol!r}: expected one of {list(_PROTOCOL_FLAGS)}")
+        if protocol != "coco" and backend != "hotcoco":
+            raise ValueError(f"protocol={protocol!r} is evaluated by the hotcoco backend, not {backend!r}")
+        self.protocol = protocol
         self.ann_file = ann_file
         self.classes = classes
         self.iou_types: tuple[str, ...] = tuple(iou_types)
@@ -106,6 +135,7 @@ class CocoEvaluator(PerImageResults):
         self.classwise = classwise
         self.outfile = outfile
         self._gt: Any = None
+        self._known_ids: set[int] = set()
         self._cat_ids: list[int] = []
         self._class_names: list[str] = []
         self.reset()
@@ -113,6 +143,10 @@ class CocoEvaluator(PerImageResults):
     # -- ground truth ---------------------------------------------------------------------------------
     def _api(self) -> tuple[type, Callable[..., Any]]:
         """The backend's ``COCO`` class and a ``(gt, dt, iou_type) -> COCOeval`` factory."""
+        if self.backend == "hotcoco":
+            from hotcoco import COCO, COCOeval
+
+            return COCO, COCOeval
         if self.backend == "pycocotools":
             from pycocotools.coco import COCO
             from pycocotools.cocoeval import COCOeval
@@ -135,6 +169,7 @@ class CocoEvaluator(PerImageResults):
                 gt.dataset = dataset
                 gt.createIndex()
             self._gt = gt
+            self._known_ids = {int(image["id"]) for image in dataset["images"]}
         return self._gt
 
     def process(self, detections: Sequence[Detections], metas: Sequence[ImageMeta]) -> None:
@@ -147,18 +182,18 @@ class CocoEvaluator(PerImageResults):
         """
         if len(detections) != len(metas):
             raise ValueError(f"process() got {len(detections)} detections for {len(metas)} image metas")
-        gt = self._ground_truth()
+        self._ground_truth()
         for det, meta in zip(detections, metas):
             image_id = int(meta.image_id)
-            if image_id not in gt.imgs:
+            if image_id not in self._known_ids:
                 raise ValueError(
                     f"{self.source}: image_id {image_id} ({meta.file_name}) is not among the file's images"
                 )
             self._image_ids.append(image_id)
             self._results.append(self._to_coco(det.to("cpu"), meta))
 
-    def _to_coco(self, det: Detections, meta: ImageMeta) -> list[dict[str, Any]]:
-        """One image's detections -> COCO result dicts (image_id, category_id, xywh bbox, score)."""
+    def _to_coco(self, det: Detections, meta: ImageMeta) -> ImageResults:
+        """One image's detections -> its ``[N, 7]`` result rows (and RLEs for segm)."""
         k = len(self._cat_ids)
         if len(det) and (int(det.labels.min()) < 0 or int(det.labels.max()) >= k):
             raise ValueError(
@@ -166,17 +201,13 @@ class CocoEvaluator(PerImageResults):
                 f"outside 0..{k - 1} "
                 f"({k} configured classes of {self.source})"
             )
-        cat_ids = torch.tensor(self._cat_ids, dtype=torch.int64)[det.labels].tolist()
-        boxes = xyxy_to_xywh(det.boxes).tolist()
-        scores = det.scores.double().tolist()
-        records = [
-            {"image_id": int(meta.image_id), "category_id": c, "bbox": b, "score": s}
-            for c, b, s in zip(cat_ids, boxes, scores)
-        ]
-        if "segm" in self.iou_types:
-            for record, rle in zip(records, _encode_masks(det.masks, meta)):
-                record["segmentation"] = rle
-        return records
+        rows = np.empty((len(det), 7), dtype=np.float64)
+        rows[:, 0] = int(meta.image_id)
+        rows[:, 1:5] = xyxy_to_xywh(det.boxes).double().numpy()
+        rows[:, 5] = det.scores.double().numpy()
+        rows[:, 6] = np.asarray(self._cat_ids, dtype=np.float64)[det.labels.numpy()]
+        rles = _encode_masks(det.masks, meta) if "segm" in self.iou_types else None
+        return rows, rles
 
     # -- metrics --------------------------------------------------------------------------------------
     def compute(self) -> EvalResult:
@@ -188,16 +219,21 @@ class CocoEvaluator(PerImageResults):
         image_ids, per_image = self.merged()
         if not image_ids:
             raise RuntimeError(f"CocoEvaluator({self.source}): no images were processed before compute()")
-        results = [r for image_results in per_image for r in image_results]
+        rows = np.concatenate([r for r, _ in per_image]) if per_image else np.zeros((0, 7))
+        rles = [m for _, masks in per_image for m in (masks or [])] if "segm" in self.iou_types else None
         if self.outfile and is_rank_zero():
-            self._write_results(results)
+            self._write_results(_records(rows, rles))
         metrics: dict[str, float] = {}
         per_class: dict[str, dict[str, float]] = {}
+        names = [name for name, _ in PROTOCOL_STATS[self.protocol]]
         for iou_type in self.iou_types:
-            stats, precision = self._run_cocoeval(iou_type, sorted(image_ids), results)
-            metrics.update({f"{iou_type}_{name}": float(v) for name, v in zip(COCO_STAT_NAMES, stats)})
-            per_class[iou_type] = self._per_class_ap(precision) if self.classwise else {}
-        return EvalResult(metrics=metrics, per_class_by_type=per_class, num_images=len(image_ids))
+            evaluator = self._run_cocoeval(iou_type, sorted(image_ids), rows, rles)
+            stats = np.asarray(evaluator.stats[: len(names)], dtype=np.float64)
+            metrics.update({f"{iou_type}_{name}": float(v) for name, v in zip(names, stats)})
+            per_class[iou_type] = self._per_class_ap(evaluator) if self.classwise else {}
+        return EvalResult(
+            metrics=metrics, per_class_by_type=per_class, num_images=len(image_ids), protocol=self.protocol
+        )
 
     def _write_results(self, results: list[dict[str, Any]]) -> None:
         path = Path(self.outfile)  # type: ignore[arg-type]
@@ -206,29 +242,28 @@ class CocoEvaluator(PerImageResults):
         log.info("wrote %d COCO results to %s", len(results), path)
 
     def _run_cocoeval(
-        self, iou_type: str, image_ids: list[int], results: list[dict[str, Any]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Runs COCOeval on ``image_ids`` and the configured categories.
-
-        Returns:
-            ``stats`` ``[12]`` and COCOeval's ``precision`` ``[T=10, R=101, K, A=4, M=3]`` (K in sorted
-            category-id order).
-        """
+        self, iou_type: str, image_ids: list[int], rows: np.ndarray, rles: list[dict[str, Any]] | None
+    ) -> Any:
+        """Runs COCOeval (evaluate, accumulate, summarize) on ``image_ids`` and the configured categories."""
         gt = self._ground_truth()
-        drop = _DROP_FOR_TYPE[iou_type]
-        # loadRes adds keys (id, area, ...) to the dicts it gets: give it copies.
-        dt_records = [{k: v for k, v in r.items() if k != drop} for r in results]
         _, make_eval = self._api()
         with _quiet():
-            dt = gt.loadRes(dt_records) if dt_records else self._empty_results(gt)
-            evaluator = make_eval(gt, dt, iouType=iou_type)
+            dt = self._load_results(gt, iou_type, rows, rles) if len(rows) else self._empty_results(gt)
+            evaluator = make_eval(gt, dt, iouType=iou_type, **_PROTOCOL_FLAGS[self.protocol])
             evaluator.params.imgIds = image_ids
             evaluator.params.catIds = sorted(self._cat_ids)
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
-        stats = np.asarray(evaluator.stats[: len(COCO_STAT_NAMES)], dtype=np.float64)
-        return stats, evaluator.eval["precision"]
+        return evaluator
+
+    def _load_results(self, gt: Any, iou_type: str, rows: np.ndarray, rles: list[dict[str, Any]] | None) -> Any:
+        """The backend's results object: hotcoco takes box rows as they are, other inputs go as dicts."""
+        if self.backend == "hotcoco" and iou_type == "bbox":
+            return gt.loadRes(rows)
+        # loadRes takes a result's area from its box when it has one: mask results must not carry it
+        drop = _DROP_FOR_TYPE[iou_type]
+        return gt.loadRes([{k: v for k, v in r.items() if k != drop} for r in _records(rows, rles)])
 
     @staticmethod
     def _empty_results(gt: Any) -> Any:
@@ -242,8 +277,15 @@ class CocoEvaluator(PerImageResults):
         dt.createIndex()
         return dt
 
-    def _per_class_ap(self, precision: np.ndarray) -> dict[str, float]:
-        """AP@[0.50:0.95] (area all, 100 detections) per configured class, NaN without ground truth."""
+    def _per_class_ap(self, evaluator: Any) -> dict[str, float]:
+        """AP per configured class (NaN without ground truth): COCO's AP@[0.50:0.95] (area all, 100
+        detections) from the precision array; LVIS and Open Images as their protocol defines it."""
+        if self.protocol != "coco":
+            found = evaluator.results(per_class=True)["per_class"]
+            values = {name: float(found.get(name, -1.0)) for name in self._class_names}
+            return {name: v if v >= 0 else float("nan") for name, v in values.items()}
+        # precision [T=10, R=101, K, A=4, M=3], K in sorted category-id order
+        precision = np.asarray(evaluator.eval["precision"])
         column = {cat_id: k for k, cat_id in enumerate(sorted(self._cat_ids))}
         out: dict[str, float] = {}
         for name, cat_id in zip(self._class_names, self._cat_ids):

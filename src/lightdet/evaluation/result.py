@@ -9,7 +9,7 @@ from io import StringIO
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["COCO_STAT_NAMES", "EvalResult"]
+__all__ = ["COCO_STAT_NAMES", "PROTOCOL_STATS", "EvalResult"]
 
 #: Names of COCOeval's 12 summary statistics, in ``COCOeval.stats`` order (prefixed with the IoU type,
 #: e.g. ``bbox_mAP``).
@@ -39,6 +39,30 @@ def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.3f}"
 
 
+#: Each protocol's summary statistics: ``(name, (measure, IoU, area, maxDets))`` in the backend's order.
+#: LVIS (federated, 300 detections per image) adds AP over rare/common/frequent categories; Open Images
+#: reports AP at IoU 0.5 with group-of boxes.
+PROTOCOL_STATS: dict[str, tuple[tuple[str, tuple[str, str, str, str]], ...]] = {
+    "coco": tuple(zip(COCO_STAT_NAMES, _STAT_ROWS)),
+    "lvis": (
+        ("mAP", ("AP", "0.50:0.95", "all", "300")),
+        ("mAP_50", ("AP", "0.50", "all", "300")),
+        ("mAP_75", ("AP", "0.75", "all", "300")),
+        ("mAP_s", ("AP", "0.50:0.95", "small", "300")),
+        ("mAP_m", ("AP", "0.50:0.95", "medium", "300")),
+        ("mAP_l", ("AP", "0.50:0.95", "large", "300")),
+        ("mAP_r", ("AP", "0.50:0.95", "rare", "300")),
+        ("mAP_c", ("AP", "0.50:0.95", "common", "300")),
+        ("mAP_f", ("AP", "0.50:0.95", "frequent", "300")),
+        ("AR_300", ("AR", "0.50:0.95", "all", "300")),
+        ("AR_s", ("AR", "0.50:0.95", "small", "300")),
+        ("AR_m", ("AR", "0.50:0.95", "medium", "300")),
+        ("AR_l", ("AR", "0.50:0.95", "large", "300")),
+    ),
+    "oid": (("mAP", ("AP", "0.50", "all", "all")),),
+}
+
+
 @dataclass
 class EvalResult:
     """The outcome of one COCO evaluation.
@@ -56,6 +80,7 @@ class EvalResult:
     metrics: dict[str, float]
     per_class_by_type: dict[str, dict[str, float]] = field(default_factory=dict)
     num_images: int = 0
+    protocol: str = "coco"
 
     @property
     def iou_types(self) -> list[str]:
@@ -69,15 +94,16 @@ class EvalResult:
         types = self.iou_types
         return dict(self.per_class_by_type.get(types[0], {})) if types else {}
 
-    def coco_table(self, title: str = "COCO metrics") -> Table:
-        """The 12 COCO statistics, one row each, one value column per IoU type."""
+    def coco_table(self, title: str | None = None) -> Table:
+        """The protocol's statistics (COCO's 12), one row each, one value column per IoU type."""
+        title = title or f"{self.protocol.upper()} metrics"
         table = Table(title=title)
         for name in ("metric", "IoU", "area", "maxDets"):
             table.add_column(name)
         types = self.iou_types
         for iou_type in types:
             table.add_column(iou_type, justify="right")
-        for stat, (measure, iou, area, max_dets) in zip(COCO_STAT_NAMES, _STAT_ROWS):
+        for stat, (measure, iou, area, max_dets) in PROTOCOL_STATS[self.protocol]:
             values = [_fmt(self.metrics[f"{t}_{stat}"]) for t in types]
             table.add_row(measure, iou, area, max_dets, *values)
         return table
