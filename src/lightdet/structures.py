@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "SkippedImage",
     "ImageMeta",
     "DetSample",
     "DetBatch",
@@ -70,6 +71,21 @@ def _check_masks(masks: Tensor | None, n: int, hw: tuple[int, int] | None, owner
         )
 
 
+@dataclass(frozen=True)
+class SkippedImage:
+    """An image a dataset could not load and replaced by another one (``dataset.on_bad_image=skip``).
+
+    Attributes:
+        image_id: its id in the annotation file (None when unknown). file_name: the image file.
+        dataset: the dataset it belongs to (class and annotation file). reason: what is wrong with it.
+    """
+
+    image_id: int | None
+    file_name: str
+    dataset: str
+    reason: str
+
+
 @dataclass
 class ImageMeta:
     """What is known about one image besides its pixels.
@@ -81,6 +97,9 @@ class ImageMeta:
         img_size: ``(height, width)`` after the pipeline (the un-padded size the model sees).
         scale_factor: ``(sx, sy)`` with ``img_size = ori_size * scale`` per axis (x scales widths).
         flip: whether the image was flipped horizontally by the pipeline.
+        skipped: the images this one stands in for, which could not be loaded (``on_bad_image=skip``);
+            this is how they reach the training process from DataLoader workers. A step that merges
+            several samples into one keeps all of theirs.
     """
 
     image_id: int
@@ -89,6 +108,7 @@ class ImageMeta:
     img_size: tuple[int, int]
     scale_factor: tuple[float, float] = (1.0, 1.0)
     flip: bool = False
+    skipped: tuple[SkippedImage, ...] = ()
 
 
 @dataclass

@@ -20,19 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from os import PathLike
-from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from PIL import Image
-from torch import Tensor
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import InterpolationMode
 
 from lightdet.data.albu import Albu
+from lightdet.data.image_io import (
+    BadImageError,
+    ExifMode,
+    check_exif_mode,
+    image_orientation,
+    read_image,
+    swaps_sides,
+)
 from lightdet.data.records import ImageRecord, decode_masks
 from lightdet.structures import DetSample, ImageMeta, clip_boxes
 
@@ -71,41 +73,35 @@ class Compose:
         return "Compose([" + ", ".join(map(repr, self.transforms)) + "])"
 
 
-def read_image(path: str | PathLike) -> Tensor:
-    """Decodes an image file to ``uint8 [3, H, W]`` RGB (EXIF orientation is not applied).
-
-    torchvision decodes JPEG, PNG, GIF and WebP; other formats (BMP, TIFF, ...) go through PIL.
-    """
-    data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-    try:
-        return decode_image(data, mode=ImageReadMode.RGB)
-    except RuntimeError:
-        with Image.open(path) as img:
-            return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).contiguous()
-
-
 class LoadImage:
     """``ImageRecord -> DetSample``: decodes the image and, when the record has segmentations, its masks.
 
     Masks (``uint8 [N, H, W]``) are rasterised with pycocotools from polygons or RLE; records carry
     segmentations only when the dataset was built with ``with_mask=True``.
 
+    Args:
+        exif: ``"ignore"`` reads the pixels as stored, ``"apply"`` rotates them as EXIF orientation says
+            (as a viewer displays them); the annotations must describe the same orientation (see
+            :mod:`lightdet.data.image_io`). Configs set it from ``dataset.exif``.
+
     Raises:
-        FileNotFoundError: naming the image file and its id when it is missing.
-        ValueError: when the decoded size differs from the annotation file's ``width``/``height``.
+        BadImageError: naming the image id and the file when the file is missing (also a
+            ``FileNotFoundError``), unreadable, corrupt or of an unsupported bit depth, or when the decoded
+            size differs from the annotation file's ``width``/``height`` (saying when EXIF orientation
+            explains it and which ``exif`` setting fits).
     """
+
+    def __init__(self, exif: ExifMode = "ignore") -> None:
+        self.exif = check_exif_mode(exif, "LoadImage")
 
     def __call__(self, record: ImageRecord) -> DetSample:
         try:
-            image = read_image(record.file_path)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"image {record.image_id}: file {record.file_path!r} not found") from err
+            image = read_image(record.file_path, self.exif)
+        except BadImageError as err:
+            raise err.located(image_id=record.image_id) from None
         hw = (int(image.shape[1]), int(image.shape[2]))
         if hw != (record.height, record.width):
-            raise ValueError(
-                f"image {record.image_id} ({record.file_path}) decodes to (H, W) {hw} but the annotation "
-                f"file says height={record.height}, width={record.width}"
-            )
+            raise _size_mismatch(record, hw, self.exif)
         masks = None
         if record.segmentations is not None:
             masks = torch.from_numpy(decode_masks(record.segmentations, *hw))
@@ -119,7 +115,24 @@ class LoadImage:
         )
 
     def __repr__(self) -> str:
-        return "LoadImage()"
+        return f"LoadImage(exif={self.exif!r})"
+
+
+def _size_mismatch(record: ImageRecord, hw: tuple[int, int], exif: ExifMode) -> BadImageError:
+    """The error for an image whose decoded ``(H, W)`` is not its annotation size; when the EXIF orientation
+    explains the difference (the sides swapped), it says which ``exif`` setting fits."""
+    said = f"the annotation file says height={record.height}, width={record.width}"
+    orientation = image_orientation(record.file_path)
+    explained = swaps_sides(orientation) and hw == (record.width, record.height)
+    if explained and exif == "apply":
+        reason = (f"decodes to (H, W) {hw} after applying its EXIF orientation {orientation} (exif=apply) but "
+                  f"{said}: it was annotated as stored; set dataset.exif=ignore")
+    elif explained:
+        reason = (f"decodes to (H, W) {hw} but {said}: it was annotated as displayed (EXIF orientation "
+                  f"{orientation}); set dataset.exif=apply")
+    else:
+        reason = f"decodes to (H, W) {hw} but {said}"
+    return BadImageError.of(record.file_path, reason, "size_mismatch").located(image_id=record.image_id)
 
 
 def rescale_size(size: tuple[int, int], scale: tuple[int, int], keep_ratio: bool = True) -> tuple[int, int]:

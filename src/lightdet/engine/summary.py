@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["RunSummary", "write_json"]
 
@@ -40,7 +45,12 @@ class RunSummary(Callback):
         {"best": {"val/bbox_mAP": float, "epoch": int, "ckpt": str | None},
          "last": {"val/...": float, ...},
          "history": [{"epoch": int, "step": int, "minutes": float, "val/...": float, ...}, ...],
+         "skipped_images": {"count": int, "images": [{"image_id", "file_name", "dataset", "reason"}, ...]},
          "output_dir": str}
+
+    Images a dataset skipped (``dataset.on_bad_image=skip``) arrive in the batches' ``meta.skipped``; each
+    is logged as a warning the first time this process sees it, and the ranks' lists are merged at the
+    end of every training epoch.
 
     Args:
         output_dir: the run directory.
@@ -51,6 +61,7 @@ class RunSummary(Callback):
         self.output_dir = Path(output_dir)
         self.monitor = monitor
         self.history: list[dict[str, float]] = []
+        self.skipped: dict[str, dict[str, Any]] = {}  # image file -> its SkippedImage as a dict
         self._t0 = time.monotonic()
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -67,6 +78,28 @@ class RunSummary(Callback):
         self.history.append({**row, **metrics})
         self._write(trainer)  # after every validation, so an interrupted run keeps its summary
 
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._note_skipped(batch)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                                batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._note_skipped(batch)
+
+    def _note_skipped(self, batch: Any) -> None:
+        for meta in getattr(batch, "metas", ()):
+            for image in meta.skipped:
+                if image.file_name not in self.skipped:
+                    logger.warning("skipped image %s (id %s) of %s: %s (dataset.on_bad_image=skip)",
+                                   image.file_name, image.image_id, image.dataset, image.reason)
+                    self.skipped[image.file_name] = asdict(image)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, self.skipped)
+            self.skipped = {file: image for part in gathered for file, image in part.items()}
+
     def best(self) -> dict[str, Any]:
         """The best history row by ``monitor`` (``{}`` when nothing was validated)."""
         rows = [r for r in self.history if self.monitor in r and not math.isnan(r[self.monitor])]
@@ -74,10 +107,11 @@ class RunSummary(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint, so a resumed run keeps the epochs before the resume."""
-        return {"history": self.history}
+        return {"history": self.history, "skipped_images": list(self.skipped.values())}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = list(state_dict.get("history", []))
+        self.skipped = {image["file_name"]: image for image in state_dict.get("skipped_images", [])}
 
     def payload(self, trainer: L.Trainer) -> dict[str, Any]:
         best = self.best()
@@ -90,6 +124,8 @@ class RunSummary(Callback):
             "best": {self.monitor: best.get(self.monitor), "epoch": best.get("epoch"), "ckpt": best_ckpt},
             "last": {**last, "ckpt": last_ckpt},
             "history": self.history,
+            "skipped_images": {"count": len(self.skipped), "images": sorted(self.skipped.values(),
+                                                                            key=lambda i: i["file_name"])},
             "output_dir": str(self.output_dir),
         }
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from torch.utils.data import Dataset
 
+from lightdet.data.image_io import BadImageError
 from lightdet.data.records import ImageRecord, RecordStore
 from lightdet.data.transforms import Compose, LoadImage, Transform
-from lightdet.structures import DetSample
+from lightdet.structures import DetSample, SkippedImage
 
-__all__ = ["RecordDataset", "PipelineSpec", "build_pipeline"]
+__all__ = ["BadImagePolicy", "RecordDataset", "PipelineSpec", "build_pipeline"]
+
+BadImagePolicy = Literal["error", "skip"]
+"""What a dataset does with an image it cannot load: ``"error"`` stops, ``"skip"`` loads another one instead
+and records the skipped image in the sample's ``meta.skipped`` (the run lists them in ``summary.json``)."""
+
+_MAX_TRIES = 16  # images tried for one index under "skip" before the dataset gives up
+_SKIP_HINT = "; dataset.on_bad_image=skip would skip it (skipped images are listed in summary.json)"
 
 PipelineSpec = Callable[[Any], DetSample] | Sequence[Transform] | None
 """A dataset's ``pipeline`` argument: a callable, a list of transforms, or None for ``[LoadImage()]``."""
@@ -51,12 +61,18 @@ class RecordDataset(Dataset[DetSample]):
 
     class_names: list[str]
     source: str
+    on_bad_image: BadImagePolicy = "error"
 
-    def _set_records(self, records: Sequence[ImageRecord], pipeline: PipelineSpec) -> None:
+    def _set_records(
+        self, records: Sequence[ImageRecord], pipeline: PipelineSpec, on_bad_image: BadImagePolicy = "error"
+    ) -> None:
+        if on_bad_image not in ("error", "skip"):
+            raise ValueError(f"{type(self).__name__}: on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
         self.num_classes = len(self.class_names)
         self._records = RecordStore(records)
         self._sizes = np.array([(r.width, r.height) for r in records], dtype=np.float64).reshape(-1, 2)
         self.pipeline = build_pipeline(pipeline)
+        self.on_bad_image = on_bad_image
 
     def get_record(self, index: int) -> ImageRecord:
         """The parsed annotations of image ``index`` (before the pipeline)."""
@@ -78,6 +94,41 @@ class RecordDataset(Dataset[DetSample]):
         return len(self._records)
 
     def __getitem__(self, index: int) -> DetSample:
+        """Image ``index`` through the pipeline; under ``on_bad_image="skip"`` an image that cannot be loaded
+        is replaced by another one, which names it in ``meta.skipped``.
+
+        Raises:
+            BadImageError: naming this dataset, the image id and the file (``"error"``), or when
+                ``_MAX_TRIES`` images in a row cannot be loaded (``"skip"``).
+        """
+        skipped: list[SkippedImage] = []
+        for candidate in self._candidates(index):
+            try:
+                sample = self._load(candidate)
+            except BadImageError as err:
+                if self.on_bad_image == "error":
+                    raise err.located(dataset=self.describe(), hint=_SKIP_HINT) from None
+                skipped.append(SkippedImage(err.image_id, err.file, self.describe(), err.reason))
+                continue
+            if not skipped:
+                return sample
+            return replace(sample, meta=replace(sample.meta, skipped=(*sample.meta.skipped, *skipped)))
+        raise BadImageError(
+            f"{self.describe()}: none of {len(skipped)} images tried in place of image index {index} could be "
+            f"loaded (on_bad_image=skip); is the image folder right? The last: {skipped[-1].file_name} "
+            f"{skipped[-1].reason}",
+            file=skipped[-1].file_name, reason=skipped[-1].reason, dataset=self.describe(),
+        )
+
+    def _candidates(self, index: int) -> Iterator[int]:
+        """``index``, then under "skip" other images drawn with a generator seeded by ``index`` (the same
+        replacement every epoch, spread over the dataset so that a run of broken files is left behind)."""
+        yield index
+        rng = random.Random(index)
+        for _ in range(_MAX_TRIES - 1):
+            yield rng.randrange(len(self))
+
+    def _load(self, index: int) -> DetSample:
         sample = self.pipeline(self.get_record(index))
         if not isinstance(sample, DetSample):
             raise TypeError(
@@ -85,6 +136,10 @@ class RecordDataset(Dataset[DetSample]):
                 "it start with lightdet.data.LoadImage?"
             )
         return sample
+
+    def describe(self) -> str:
+        """The dataset in messages: its class and what it reads (``CocoDataset /data/ann.json``)."""
+        return f"{type(self).__name__} {self.source}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, {len(self)} images, classes={self.class_names})"

@@ -22,7 +22,7 @@ import numpy as np
 
 from lightdet.categories import ClassesSpec, match_categories
 from lightdet.data.coco_format import read_coco_file
-from lightdet.data.datasets.base import PipelineSpec, RecordDataset, require_path
+from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset, require_path
 from lightdet.data.records import ImageRecord
 from lightdet.data.sources import AnnotationSource
 
@@ -115,6 +115,8 @@ class CocoDataset(RecordDataset):
         num_classes: when given, must equal the number of configured classes.
         content: the parsed JSON of ``ann_file`` when the caller has read it already (it is then not
             read again).
+        on_bad_image: ``"error"`` (default) stops at an image that cannot be loaded, naming it; ``"skip"``
+            loads another image in its place and records it (see :class:`RecordDataset`).
 
     Attributes:
         class_names: ``K`` names in label order. cat_ids: per label, the file's category id.
@@ -133,6 +135,7 @@ class CocoDataset(RecordDataset):
         strict_classes: bool = False,
         num_classes: int | None = None,
         content: Mapping[str, Any] | None = None,
+        on_bad_image: BadImagePolicy = "error",
     ) -> None:
         self.ann_file, self.img_dir = Path(ann_file), Path(img_dir)
         require_path(self.ann_file, "annotation file", "ann_file", "CocoDataset")
@@ -148,7 +151,7 @@ class CocoDataset(RecordDataset):
         )
         self.num_classes = len(self.class_names)
         self.source = str(self.ann_file)
-        self._set_records(self._parse(data, filter_empty), pipeline)
+        self._set_records(self._parse(data, filter_empty), pipeline, on_bad_image)
 
     @classmethod
     def annotation_sources(

@@ -31,7 +31,7 @@ import numpy as np
 
 from lightdet.categories import ClassesSpec, load_class_names, match_categories
 from lightdet.data.coco_format import coco_annotation, coco_categories, read_json
-from lightdet.data.datasets.base import PipelineSpec, RecordDataset, require_path
+from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset, require_path
 from lightdet.data.records import ImageRecord
 from lightdet.data.sources import AnnotationSource
 
@@ -180,6 +180,8 @@ class MiddleDataset(RecordDataset):
             :class:`~lightdet.data.CocoDataset`.
         with_mask: keep ``ann.segmentations`` for ``LoadImage`` to rasterise (required per box).
         content: the parsed JSON of ``ann_file`` when the caller has read it already.
+        on_bad_image: ``"error"`` (default) stops at an image that cannot be loaded, naming it; ``"skip"``
+            loads another image in its place and records it (see :class:`RecordDataset`).
     """
 
     def __init__(
@@ -194,6 +196,7 @@ class MiddleDataset(RecordDataset):
         strict_classes: bool = False,
         num_classes: int | None = None,
         content: Any = None,
+        on_bad_image: BadImagePolicy = "error",
     ) -> None:
         self.ann_file, self.img_dir, self.source = Path(ann_file), Path(img_dir), str(ann_file)
         require_path(self.img_dir, "image folder", "img_dir", "MiddleDataset")
@@ -216,7 +219,7 @@ class MiddleDataset(RecordDataset):
             records = [r for r in records if (~r.ignore).any()]
         logger.info("%s: %d images, %d boxes, %d classes", self.source, len(records),
                     sum(len(r) for r in records), len(self.class_names))
-        self._set_records(records, pipeline)
+        self._set_records(records, pipeline, on_bad_image)
 
     @classmethod
     def annotation_sources(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lightdet.categories import ClassesSpec
+from lightdet.data.datasets.base import BadImagePolicy
 from lightdet.data.datasets.coco import CocoDataset
 from lightdet.data.sources import AnnotationSource
 from lightdet.data.synthetic import SPLITS, ensure_shapes
@@ -31,7 +32,7 @@ class ShapesDataset(CocoDataset):
     Args:
         root: the dataset folder (see :func:`lightdet.data.ensure_shapes`; safe under DDP).
         split: ``"train"`` or ``"val"``: ``root/annotations/{split}.json`` with the images in ``root/{split}``.
-        pipeline, classes, num_classes, with_mask, filter_empty: as for :class:`CocoDataset`.
+        pipeline, classes, num_classes, with_mask, filter_empty, on_bad_image: as for :class:`CocoDataset`.
         num_train, num_val, seed: generator parameters (used only when the data is generated; a
             mismatch with existing data is logged as a warning).
     """
@@ -49,6 +50,7 @@ class ShapesDataset(CocoDataset):
         num_train: int = 1500,
         num_val: int = 200,
         seed: int = 0,
+        on_bad_image: BadImagePolicy = "error",
     ) -> None:
         ann_file, img_dir = _split_files(root, split, num_train, num_val, seed)
         super().__init__(
@@ -59,6 +61,7 @@ class ShapesDataset(CocoDataset):
             filter_empty=filter_empty,
             with_mask=with_mask,
             num_classes=num_classes,
+            on_bad_image=on_bad_image,
         )
 
     @classmethod

@@ -25,7 +25,7 @@ from PIL import Image
 
 from lightdet.categories import ClassesSpec, load_class_names
 from lightdet.data.coco_format import coco_annotation, coco_categories
-from lightdet.data.datasets.base import PipelineSpec, RecordDataset
+from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset
 from lightdet.data.records import ImageRecord
 from lightdet.data.sources import AnnotationSource
 
@@ -164,6 +164,8 @@ class VocDataset(RecordDataset):
         pipeline, filter_empty, num_classes: as for :class:`~lightdet.data.CocoDataset`.
         strict_classes: fail when the XML files name a class that is not configured.
         ann_subdir, img_subdir: the folder names under ``root``.
+        on_bad_image: ``"error"`` (default) stops at an image that cannot be loaded, naming it; ``"skip"``
+            loads another image in its place and records it (see :class:`RecordDataset`).
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class VocDataset(RecordDataset):
         strict_classes: bool = False,
         ann_subdir: str = "Annotations",
         img_subdir: str = "JPEGImages",
+        on_bad_image: BadImagePolicy = "error",
     ) -> None:
         self.source = str(ann_file)
         self.class_names = load_class_names(classes)
@@ -196,7 +199,7 @@ class VocDataset(RecordDataset):
             records = [r for r in records if (~r.ignore).any()]
         logger.info("%s: %d images, %d boxes, %d classes; objects of other classes dropped: %s", ann_file,
                     len(records), sum(len(r) for r in records), len(self.class_names), dict(unknown) or "none")
-        self._set_records(records, pipeline)
+        self._set_records(records, pipeline, on_bad_image)
 
     @classmethod
     def annotation_sources(
