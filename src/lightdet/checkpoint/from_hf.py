@@ -265,10 +265,11 @@ def _dfine_overrides(c: Mapping[str, Any]) -> list[str]:
 
 
 def hf_class_names(config: Mapping[str, Any]) -> list[str]:
-    """Class names ordered by label id (``id2label``), or ``class_0 ...`` when the config has none."""
+    """Class names ordered by label id (``id2label``); without one, ``transformers``' default of two labels
+    named ``LABEL_0``, ``LABEL_1`` (``num_labels`` if given)."""
     id2label = config.get("id2label") or {}
-    n = int(config.get("num_labels", len(id2label)))
-    return [str(id2label.get(str(i), id2label.get(i, f"class_{i}"))) for i in range(n)]
+    n = int(config.get("num_labels", len(id2label) or 2))
+    return [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}"))) for i in range(n)]
 
 
 #: transformers' image processor for these models: a 640x640 resize (no aspect ratio kept), then x / 255.
