@@ -279,10 +279,17 @@ def merge_overrides(stored: DictConfig, composed: DictConfig, overrides: Sequenc
 def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]:
     """Evaluates ``cfg.ckpt`` on ``cfg.split`` with the checkpoint's config plus ``overrides``.
 
+    ``cfg.ckpt`` may also be a file written by ``lightdet-export``: it runs with its runtime (ONNX Runtime,
+    PyTorch) on the data and evaluator of the config it carries.
+
     Returns the metrics (``test/bbox_mAP``, ...). Writes ``cfg.out`` (COCO results JSON) and
     ``summary.json`` beside it when ``cfg.out`` is set.
     """
-    merged = merge_overrides(stored_config(cfg.ckpt), cfg, overrides)
+    from lightdet.export.runtime import exported_runner
+
+    runner = exported_runner(cfg.ckpt)  # a file written by lightdet-export, else None
+    stored = stored_config(cfg.ckpt) if runner is None else runner.stored_config()
+    merged = merge_overrides(stored, cfg, overrides)
     for key in ("ckpt", "split", "out", "paths", "trainer", "logger", "callbacks"):
         merged[key] = cfg[key]
     if merged.get("out"):
@@ -296,8 +303,12 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     datamodule, module, trainer = _build(merged, _callbacks(merged))
     if split == "val":
         datamodule.test = datamodule.val
-    _check_resume(str(cfg.ckpt), module, "ckpt")
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
+    if runner is None:
+        _check_resume(str(cfg.ckpt), module, "ckpt")
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
+    else:
+        module.detector = runner.as_detector()  # the exported graph replaces the model built from its config
+        results = trainer.test(module, datamodule=datamodule)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if merged.get("out") and trainer.is_global_zero:
         out = Path(merged.out)

@@ -8,6 +8,9 @@ back in the image's own pixels::
     detections = det.predict("street.jpg")            # one image -> Detections
     batch = det.predict(["a.jpg", array, pil_image])  # a list -> list[Detections]
     det.show("street.jpg")                            # a PIL image with the boxes drawn
+
+``Predictor.from_export("model.onnx")`` (or ``from_checkpoint`` given such a file) runs a file written by
+``lightdet-export`` the same way, with ONNX Runtime or PyTorch instead of the eager model.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from lightdet.data.transforms import Compose, LoadImage, read_image
+from lightdet.data.transforms import Compose, LoadImage, Resize, read_image
 from lightdet.structures import DetBatch, Detections, DetSample, ImageMeta
 
-__all__ = ["Predictor", "ImageInput", "to_image_tensor", "draw_detections"]
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+__all__ = ["Predictor", "ImageInput", "to_image_tensor", "draw_detections", "pipeline_transforms"]
 
 ImageInput = str | PathLike | np.ndarray | Image.Image | Tensor
 """One image: a file path, an ``[H, W, 3]`` (or ``[H, W]``) array, a PIL image, or a ``[3, H, W]`` tensor.
@@ -72,6 +79,16 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> tuple[list[ImageInput
     return [images], True  # type: ignore[list-item]
 
 
+def pipeline_transforms(cfg: DictConfig, source: str | PathLike) -> Compose:
+    """The test pipeline of a stored config after its ``LoadImage`` step (images arrive decoded)."""
+    from hydra.utils import instantiate
+
+    steps = list(instantiate(cfg.dataset.pipeline.test, _convert_="all"))
+    if not steps or not isinstance(steps[0], LoadImage):
+        raise ValueError(f"{source}: the stored test pipeline must start with LoadImage, got {steps[:1]}")
+    return Compose(steps[1:])
+
+
 class Predictor:
     """Images in (paths, arrays, PIL images, tensors), detections out: a trained model with its test pipeline.
 
@@ -100,7 +117,8 @@ class Predictor:
         """Builds the model, the test pipeline and the class names from a lightdet checkpoint.
 
         Args:
-            path: a checkpoint written by ``lightdet-train`` or ``lightdet-convert`` (it carries its config).
+            path: a checkpoint written by ``lightdet-train`` or ``lightdet-convert`` (it carries its config),
+                or a file written by ``lightdet-export`` (see :meth:`from_export`).
             device: None: CUDA when available, else the CPU.
         """
         from hydra.utils import instantiate
@@ -108,7 +126,10 @@ class Predictor:
         from lightdet.api import detector_state, stored_config
         from lightdet.checkpoint.files import check_fits, read_checkpoint
         from lightdet.data.classes import load_class_names
+        from lightdet.export.metadata import exported_format
 
+        if exported_format(path) is not None:
+            return cls.from_export(path, device=device)
         cfg = stored_config(path)
         if cfg.model.get("backbone") is not None and cfg.model.backbone.get("weights") is not None:
             cfg.model.backbone.weights = None  # initial weights: the checkpoint's replace them
@@ -117,11 +138,29 @@ class Predictor:
         state = detector_state(payload)
         check_fits(state, model, path=path, stored=cfg.model, wanted=cfg.model)
         model.load_state_dict(state)
-        steps = list(instantiate(cfg.dataset.pipeline.test, _convert_="all"))
-        if not steps or not isinstance(steps[0], LoadImage):
-            raise ValueError(f"{path}: the stored test pipeline must start with LoadImage, got {steps[:1]}")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model, Compose(steps[1:]), load_class_names(cfg.dataset.classes), device=device)
+        return cls(model, pipeline_transforms(cfg, path), load_class_names(cfg.dataset.classes), device=device)
+
+    @classmethod
+    def from_export(cls, path: str | PathLike, *, device: torch.device | str | None = None) -> Predictor:
+        """Runs a file written by ``lightdet-export`` (ONNX with ONNX Runtime; TorchScript / ExportedProgram
+        with PyTorch), with the test pipeline of the config it carries (the ``Resize`` it records otherwise).
+
+        Args:
+            path: an ``.onnx``, ``.torchscript`` or ``.pt2`` file written by ``lightdet-export``.
+            device: ``cuda`` uses ONNX Runtime's CUDA provider when installed; PyTorch formats run where they
+                were exported. None: the CPU.
+        """
+        from lightdet.export.runtime import load_export
+
+        runner = load_export(path, device=str(device or "cpu"))
+        metadata = runner.metadata
+        if metadata.config is not None:
+            transforms = pipeline_transforms(runner.stored_config(), path)
+        else:
+            resize = metadata.input_size.get("resize")
+            transforms = Compose([Resize(**resize)] if resize else [])
+        return cls(runner.as_detector(), transforms, metadata.class_names, device="cpu")
 
     def _sample(self, image: ImageInput, index: int) -> DetSample:
         pixels, name = to_image_tensor(image)

@@ -1,0 +1,105 @@
+"""Folding inference-time BatchNorm into the convolution before it (exact: ``y = s * conv(x) + t`` becomes one
+conv with weight ``s * W`` and bias ``s * b + t``).
+
+A pair is folded only where that is exact: the norm is a :class:`~torchvision.ops.FrozenBatchNorm2d` or a
+``BatchNorm2d`` / ``SyncBatchNorm`` in eval mode with running statistics, and the graph (``torch.fx``) shows
+that every call of the conv feeds only that norm and every call of the norm reads only that conv. Modules that
+``torch.fx`` cannot trace are searched child by child.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import Tensor, fx, nn
+from torchvision.ops import FrozenBatchNorm2d
+
+_BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def is_foldable_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is an affine per-channel map at inference (frozen or eval-mode running statistics)."""
+    if isinstance(module, FrozenBatchNorm2d):
+        return True
+    return isinstance(module, _BATCH_NORMS) and not module.training and module.running_mean is not None
+
+
+def norm_scale_shift(norm: nn.Module) -> tuple[Tensor, Tensor]:
+    """``(scale [C], shift [C])`` with ``norm(x) = x * scale + shift`` per channel."""
+    weight = norm.weight if norm.weight is not None else torch.ones_like(norm.running_mean)
+    bias = norm.bias if norm.bias is not None else torch.zeros_like(norm.running_mean)
+    scale = weight * (norm.running_var + norm.eps).rsqrt()
+    return scale, bias - norm.running_mean * scale
+
+
+@torch.no_grad()
+def fold_pair(conv: nn.Conv2d, norm: nn.Module) -> None:
+    """Writes ``norm`` into ``conv``'s weight and bias (the conv gains a bias if it had none)."""
+    scale, shift = norm_scale_shift(norm)
+    weight = conv.weight * scale.to(conv.weight.dtype)[:, None, None, None]
+    bias = shift if conv.bias is None else conv.bias * scale + shift
+    conv.weight = nn.Parameter(weight, requires_grad=conv.weight.requires_grad)
+    conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=conv.weight.requires_grad)
+
+
+def _traced_pairs(module: nn.Module, graph: fx.Graph, prefix: str) -> list[tuple[str, str]]:
+    """``(conv, norm)`` qualified names folded exactly in one traced graph (every call site agrees)."""
+    modules = dict(module.named_modules())
+    followers: dict[str, set[str | None]] = defaultdict(set)
+    leaders: dict[str, set[str | None]] = defaultdict(set)
+    for node in graph.nodes:
+        if node.op != "call_module":
+            continue
+        target = modules[node.target]
+        if isinstance(target, nn.Conv2d):
+            users = list(node.users)
+            only = users[0] if len(users) == 1 and users[0].op == "call_module" else None
+            followers[node.target].add(only.target if only is not None else None)
+        elif is_foldable_norm(target):
+            source = node.args[0] if node.args else None
+            ok = isinstance(source, fx.Node) and source.op == "call_module" and len(source.users) == 1
+            leaders[node.target].add(source.target if ok else None)
+    pairs = []
+    for norm, sources in leaders.items():
+        conv = next(iter(sources))
+        if (
+            len(sources) == 1
+            and conv is not None
+            and isinstance(modules.get(conv), nn.Conv2d)
+            and followers[conv] == {norm}
+        ):
+            pairs.append((f"{prefix}{conv}", f"{prefix}{norm}"))
+    return pairs
+
+
+class _NormLeafTracer(fx.Tracer):
+    """``torch.fx`` tracer that keeps torchvision's ``FrozenBatchNorm2d`` one call (not its arithmetic)."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, FrozenBatchNorm2d) or super().is_leaf_module(m, module_qualified_name)
+
+
+def find_foldable_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
+    """Every exactly foldable ``(conv, norm)`` pair of ``model``, as qualified module names."""
+    try:
+        graph = _NormLeafTracer().trace(model)
+    except Exception:  # noqa: BLE001 - any failure to trace means: look inside the children instead
+        return [
+            pair
+            for name, child in model.named_children()
+            for pair in find_foldable_pairs(child, f"{prefix}{name}.")
+        ]
+    return _traced_pairs(model, graph, prefix)
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Folds every exactly foldable norm of ``model`` into its conv, in place; the norm becomes
+    ``nn.Identity``. Returns how many were folded. Call it on an eval-mode copy of the model."""
+    pairs = find_foldable_pairs(model)
+    for conv_name, norm_name in pairs:
+        fold_pair(model.get_submodule(conv_name), model.get_submodule(norm_name))
+        parent_name, _, attribute = norm_name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attribute, nn.Identity())
+    return len(pairs)

@@ -1,0 +1,98 @@
+"""Fixtures of the export tests: the model tests' tiny seeded detectors, one per family, and export helpers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+
+from mask_model_builders import build_tiny_cascade, build_tiny_mask_rcnn  # noqa: E402
+from model_builders import build_tiny_detector, make_sample  # noqa: E402
+from one_stage_builders import build_tiny_fcos, build_tiny_retinanet  # noqa: E402
+
+from lightdet.export import ExportOptions, export_detector  # noqa: E402
+from lightdet.structures import DetBatch  # noqa: E402
+
+FAMILIES: dict[str, Callable[[], nn.Module]] = {
+    "faster_rcnn": build_tiny_detector,
+    "mask_rcnn": build_tiny_mask_rcnn,
+    "cascade_mask_rcnn": build_tiny_cascade,
+    "retinanet": build_tiny_retinanet,
+    "fcos": build_tiny_fcos,
+}
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "exported_program": ".pt2"}
+CLASSES = ["circle", "square", "star"]
+#: Two sizes through one dynamic-shape file (every pyramid level of stride <= 64 at least 2 x 2).
+SIZES = ((96, 128), (128, 96))
+
+
+def seeded_model(family: str) -> nn.Module:
+    """The family's tiny detector with seed-0 weights, in eval mode (score threshold 0: ~100 boxes per image)."""
+    torch.manual_seed(0)
+    return FAMILIES[family]().eval()
+
+
+def image_batches(sizes=SIZES) -> list[DetBatch]:
+    """One single-image batch per size (random pixels, seeded)."""
+    return [DetBatch.collate([make_sample(h, w, seed=10 + i)]) for i, (h, w) in enumerate(sizes)]
+
+
+def export_model(model: nn.Module, folder: Path, fmt: str, **options) -> Path:
+    """Writes ``model`` in ``fmt`` (dynamic sizes unless told otherwise) and returns the file."""
+    path = folder / f"model{SUFFIX[fmt]}"
+    export_detector(model, path, ExportOptions(format=fmt, **options), class_names=CLASSES)
+    return path
+
+
+@pytest.fixture
+def batches() -> list[DetBatch]:
+    return image_batches()
+
+
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny shapes dataset (4 validation images)."""
+    from lightdet.data.synthetic import make_shapes
+
+    data = tmp_path_factory.mktemp("data")
+    make_shapes(data / "shapes", num_train=4, num_val=4, seed=0)
+    return data
+
+
+@pytest.fixture(scope="session")
+def shapes_checkpoint(tmp_path_factory: pytest.TempPathFactory, shapes_data: Path) -> Path:
+    """A seeded (untrained) quickstart Faster R-CNN checkpoint carrying its config; its classifier bias makes
+    class 0 confident, so detections above 0.5 exist to compare."""
+    import lightning as L
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import lightdet
+    from lightdet.engine.module import CONFIG_KEY
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = lightdet.compose(
+        overrides=[f"paths.data_dir={shapes_data}", "dataset.num_workers=0"], output_dir=run
+    )
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, _convert_="all").eval()
+    with torch.no_grad():
+        model.roi_head.bbox_head.fc_cls.bias[0] += 4.0
+    path = run / "seeded.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"detector.{k}": v for k, v in model.state_dict().items()},
+            CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False),
+            "pytorch-lightning_version": L.__version__,
+            "epoch": 0,
+            "global_step": 0,
+        },
+        path,
+    )
+    return path

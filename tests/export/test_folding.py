@@ -1,0 +1,94 @@
+"""BatchNorm folding: exact where it is folded, and only where every call site is conv -> norm."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from conftest import seeded_model
+from lightdet.export import fold_batchnorm
+from lightdet.export.folding import find_foldable_pairs
+from lightdet.models.layers import ConvModule
+
+
+def randomise_norms(model: nn.Module) -> None:
+    """Non-trivial statistics and affine terms, so that a wrong fold shows."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+            c = m.running_mean.numel()
+            m.running_mean.copy_(torch.rand(c, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(c, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(c, generator=g) - 0.5)
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d, FrozenBatchNorm2d])
+def test_folded_conv_equals_conv_then_norm(norm: type[nn.Module]) -> None:
+    block = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), norm(8), nn.ReLU()).eval()
+    randomise_norms(block)
+    x = torch.randn(2, 3, 10, 12)
+    expected = block(x)
+    assert fold_batchnorm(block) == 1
+    assert isinstance(block[1], nn.Identity) and block[0].bias is not None
+    torch.testing.assert_close(block(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_backbone_norms_fold_and_detections_stay() -> None:
+    """Every BatchNorm of the tiny ResNet-18 folds; the FCOS GroupNorm towers stay (not a per-channel map)."""
+    model = seeded_model("fcos")
+    randomise_norms(model)
+    folded = copy.deepcopy(model)
+    count = fold_batchnorm(folded)
+    assert count == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in folded.modules())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(model.extract_feat(x), folded.extract_feat(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_training_mode_norm_is_not_folded() -> None:
+    block = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))  # train mode: batch statistics, not exact
+    assert fold_batchnorm(block) == 0 and isinstance(block[1], nn.BatchNorm2d)
+
+
+class TwoUsers(nn.Module):
+    """The conv output feeds the norm and a skip connection: folding would change the skip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn(y) + y
+
+
+class SharedNorm(nn.Module):
+    """One norm after two different convs: it cannot be folded into either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.a(x)) + self.bn(self.b(x))
+
+
+@pytest.mark.parametrize("module", [TwoUsers, SharedNorm])
+def test_conv_with_other_users_is_not_folded(module: type[nn.Module]) -> None:
+    model = module().eval()
+    assert find_foldable_pairs(model) == []
+
+
+def test_conv_module_pairs_are_found_by_name() -> None:
+    model = nn.Sequential(ConvModule(3, 8, 3, padding=1, norm="BN", relu=True)).eval()
+    assert find_foldable_pairs(model) == [("0.conv", "0.bn")]
