@@ -225,6 +225,10 @@ def _print_summary(result: TrainResult) -> None:
     table.add_row("last checkpoint", str(last.get("ckpt")))
     table.add_row("run directory", str(result.output_dir))
     table.add_row("summary", str(result.output_dir / "summary.json"))
+    for label, name in (("plots", "results.png"), ("analysis", "analysis/report.html")):
+        path = result.output_dir / "plots" / name
+        if path.is_file():  # written by the run report (lightdet.engine.report)
+            table.add_row(label, str(path))
     Console().print(table)
 
 
@@ -301,6 +305,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     merged.dataset.datamodule.train = None
     check_config_types(merged)
     datamodule, module, trainer = _build(merged, _callbacks(merged))
+    if merged.get("tta"):  # tta=flip ...: predict through TestTimeAugmentation (same state-dict keys)
+        module.detector = instantiate(merged.tta, _convert_="all")(module.detector)
     if split == "val":
         datamodule.test = datamodule.val
     if runner is None:

@@ -175,15 +175,25 @@ class Predictor:
 
     @torch.inference_mode()
     def predict(
-        self, images: ImageInput | Sequence[ImageInput], *, score_thr: float = 0.0, batch_size: int = 1
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        score_thr: float = 0.0,
+        batch_size: int = 1,
+        slice: int | None = None,  # noqa: A002 (the documented keyword)
+        overlap: float = 0.2,
     ) -> Detections | list[Detections]:
         """Detects objects in one image (returns :class:`Detections`) or a list (returns a list).
 
         Args:
             images: see :data:`ImageInput`; a ``[B, 3, H, W]`` tensor counts as a list.
             score_thr: drop detections scoring below it (the model's own ``score_thr`` applies first).
-            batch_size: images per forward pass. Images of a batch are padded to its largest one, which
-                changes the features near the padded borders slightly; 1 gives each image's exact result.
+            batch_size: images (or tiles) per forward pass. Images of a batch are padded to its largest one,
+                which changes the features near the padded borders slightly; 1 gives each image's exact result.
+            slice: sliced inference for large images with small objects: tiles of ``slice x slice`` pixels
+                of the input image, each resized by the test pipeline, plus the whole image, merged by NMS
+                (:func:`lightdet.slicing.predict_sliced`). None: the whole image only.
+            overlap: the share of a tile that its neighbour covers too (with ``slice``).
 
         Returns:
             boxes ``float32 [N, 4]`` xyxy in the input image's pixels, ``scores [N]``, ``labels [N]``
@@ -192,13 +202,37 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
         items, single = _as_list(images)
+        if slice is None:
+            out = self._predict_all(items, batch_size)
+        else:
+            from lightdet.slicing import predict_sliced
+
+            def tiles(crops: list[Tensor]) -> list[Detections]:
+                return self._predict_all(crops, batch_size)
+
+            out = [predict_sliced(tiles, to_image_tensor(img)[0], slice, overlap=overlap) for img in items]
+        out = [det[det.scores >= score_thr] for det in out]
+        return out[0] if single else out
+
+    def _predict_all(self, items: Sequence[ImageInput], batch_size: int) -> list[Detections]:
+        """Every image's detections (CPU), ``batch_size`` images per forward pass."""
         out: list[Detections] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             batch = DetBatch.collate([self._sample(img, start + i) for i, img in enumerate(chunk)])
-            for det in self.model.predict(batch.to(self.device)):
-                out.append(det.to("cpu")[det.scores.cpu() >= score_thr])
-        return out[0] if single else out
+            out += [det.to("cpu") for det in self.model.predict(batch.to(self.device))]
+        return out
+
+    def with_tta(
+        self, scales: Sequence[float] = (1.0,), flip: bool = True, *, merge: str = "nms", iou_thr: float = 0.5
+    ) -> Predictor:
+        """This predictor with test-time augmentation (:class:`~lightdet.models.tta.TestTimeAugmentation`):
+        every image is also predicted at ``scales`` times the test size and mirrored, and merged by ``merge``
+        (``"nms"`` or ``"wbf"``). The model's weights are shared, not copied."""
+        from lightdet.models.tta import TestTimeAugmentation
+
+        model = TestTimeAugmentation(self.model, scales, flip, merge=merge, iou_thr=iou_thr)  # type: ignore[arg-type]
+        return type(self)(model, self.transforms, self.class_names, device=self.device)
 
     def show(
         self, image: ImageInput, detections: Detections | None = None, *, score_thr: float = 0.3

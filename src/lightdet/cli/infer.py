@@ -5,6 +5,8 @@ Examples::
     lightdet-infer outputs/run/checkpoints/last.ckpt photos/ --out preds --draw
     lightdet-infer model.ckpt 'photos/**/*.jpg' street.png --score-thr 0.3 --batch-size 4 --device cuda
     lightdet-infer ckpt=model.ckpt input=photos/ out=preds score_thr=0.3      # the key=value spelling
+    lightdet-infer model.ckpt aerial.tif --slice 512 --overlap 0.2             # large image, small objects
+    lightdet-infer model.ckpt photos/ --tta --tta-scales 0.8 1 1.2 --tta-merge wbf   # test-time augmentation
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-_KEY_VALUE = re.compile(r"^(ckpt|input|out|score_thr|draw_thr|batch_size|device)=(.*)$")
+_KEY_VALUE = re.compile(r"^(ckpt|input|out|score_thr|draw_thr|batch_size|device|slice|overlap)=(.*)$")
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -106,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images per forward pass (larger is faster on a GPU; 1 gives exact per-image results)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--slice", type=int, default=None, metavar="PIXELS",
+                        help="sliced inference for large images with small objects: also predict on tiles of "
+                             "PIXELS x PIXELS (each resized like a whole image) and merge them with the whole image")
+    parser.add_argument("--overlap", type=float, default=0.2, help="with --slice: the share of a tile its neighbour "
+                                                                   "also covers (default 0.2)")
+    parser.add_argument("--tta", action="store_true",
+                        help="test-time augmentation: predict every --tta-scales size, mirrored too, and merge")
+    parser.add_argument("--tta-scales", type=float, nargs="+", default=[1.0], metavar="FACTOR",
+                        help="with --tta: sizes relative to the test pipeline's (default 1.0)")
+    parser.add_argument("--tta-merge", choices=("nms", "wbf"), default="nms",
+                        help="with --tta: merge by NMS or weighted box fusion (default nms)")
     return parser
 
 
@@ -134,10 +147,14 @@ def run(args: argparse.Namespace) -> tuple[Path, int]:
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     out = args.out or Path(os.environ.get("LIGHTDET_OUTPUT", "outputs")) / "infer" / stamp
     detector = Predictor.from_checkpoint(args.ckpt, device=args.device)
+    if args.tta:
+        detector = detector.with_tta(args.tta_scales, flip=True, merge=args.tta_merge)
     chunks = [paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size)]
     detections: list[Any] = []
     for chunk in track(chunks, description="lightdet-infer", disable=args.no_progress, transient=True):
-        detections += detector.predict(chunk, score_thr=args.score_thr, batch_size=args.batch_size)
+        detections += detector.predict(
+            chunk, score_thr=args.score_thr, batch_size=args.batch_size, slice=args.slice, overlap=args.overlap
+        )
     out.mkdir(parents=True, exist_ok=True)
     payload = coco_predictions(paths, detections, detector.class_names)
     (out / "predictions.json").write_text(json.dumps(payload), encoding="utf-8")
