@@ -13,14 +13,31 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lightdet.data.affine import RandomAffine
     from lightdet.data.albu import Albu
+    from lightdet.data.augment import (
+        Pad,
+        RandomCrop,
+        RandomIoUCrop,
+        RandomResize,
+        RandomZoomOut,
+        SanitizeBoundingBoxes,
+    )
     from lightdet.data.classes import load_class_names, match_categories
     from lightdet.data.datamodule import DetDataModule
     from lightdet.data.datasets import CocoDataset, RecordDataset, ShapesDataset, shapes_dataset
     from lightdet.data.datasets.files import dataset_from_file
     from lightdet.data.datasets.middle import MiddleDataset
     from lightdet.data.datasets.voc import VOC_CLASSES, VocDataset
-    from lightdet.data.datasets.wrappers import ClassBalancedDataset, ConcatDataset, RepeatDataset
+    from lightdet.data.datasets.wrappers import (
+        ClassBalancedDataset,
+        ConcatDataset,
+        MultiImageMixDataset,
+        RepeatDataset,
+        set_pipeline,
+    )
+    from lightdet.data.mix import CopyPaste, MixUp, Mosaic
+    from lightdet.data.photometric import RandomHSV, RandomPhotometricDistort
     from lightdet.data.records import ImageRecord, RecordStore, decode_masks
     from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids, repeat_factors
     from lightdet.data.sources import AnnotationSource, CocoGroundTruth, annotation_sources
@@ -36,7 +53,21 @@ if TYPE_CHECKING:
     )
 
 _MODULE_OF = {
+    "RandomAffine": "affine",
     "Albu": "albu",
+    "Pad": "augment",
+    "RandomCrop": "augment",
+    "RandomIoUCrop": "augment",
+    "RandomResize": "augment",
+    "RandomZoomOut": "augment",
+    "SanitizeBoundingBoxes": "augment",
+    "MultiImageMixDataset": "datasets.wrappers",
+    "set_pipeline": "datasets.wrappers",
+    "CopyPaste": "mix",
+    "MixUp": "mix",
+    "Mosaic": "mix",
+    "RandomHSV": "photometric",
+    "RandomPhotometricDistort": "photometric",
     "load_class_names": "classes",
     "match_categories": "classes",
     "DetDataModule": "datamodule",
@@ -109,6 +140,20 @@ __all__ = [
     "VocDataset",
     "dataset_from_file",
     "repeat_factors",
+    "CopyPaste",
+    "MixUp",
+    "Mosaic",
+    "MultiImageMixDataset",
+    "Pad",
+    "RandomAffine",
+    "RandomCrop",
+    "RandomHSV",
+    "RandomIoUCrop",
+    "RandomPhotometricDistort",
+    "RandomResize",
+    "RandomZoomOut",
+    "SanitizeBoundingBoxes",
+    "set_pipeline",
 ]
 
 

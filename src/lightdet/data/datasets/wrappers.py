@@ -1,28 +1,58 @@
-"""Dataset wrappers: repetition, class-balanced repetition and concatenation.
+"""Dataset wrappers: repetition, class-balanced repetition, concatenation and multi-image mixing.
 
 Each wrapper exposes what :class:`~lightdet.data.DetDataModule` and the tools use from a dataset:
 ``class_names``, ``num_classes``, ``aspect_ratios()`` (aspect-ratio grouping), ``get_record(i)`` and
 ``class_sets()``, and forwards the tools' ``annotation_sources`` to the wrapped dataset nodes
 (:mod:`lightdet.data.sources`). Repetition lives in the index space of the dataset, so every sampler, including the
 ``DistributedSampler`` that Lightning adds under DDP, sees the repeated images as ordinary ones.
+
+:func:`set_pipeline` changes the pipeline of a dataset, through any wrappers (the datamodule's
+pipeline switch uses it).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from lightdet.data import sources
+from lightdet.data.datasets.base import PipelineSpec, build_pipeline
+from lightdet.data.mix import MixStep
 from lightdet.data.records import ImageRecord
 from lightdet.data.samplers import repeat_factors
 from lightdet.data.sources import AnnotationSource
+from lightdet.data.streams import chance, randint
+from lightdet.data.transforms import LoadImage
 from lightdet.structures import DetSample
 
-__all__ = ["RepeatDataset", "ClassBalancedDataset", "ConcatDataset"]
+__all__ = ["RepeatDataset", "ClassBalancedDataset", "ConcatDataset", "MultiImageMixDataset", "set_pipeline"]
+
+
+def set_pipeline(dataset: Any, pipeline: PipelineSpec) -> None:
+    """Makes ``dataset`` run ``pipeline`` from now on.
+
+    A wrapper passes it to the datasets it wraps (:class:`MultiImageMixDataset` takes it as its own
+    steps); a dataset with a ``pipeline`` attribute (every :class:`~lightdet.data.RecordDataset`) gets it
+    built by :func:`~lightdet.data.datasets.base.build_pipeline`.
+
+    Raises:
+        TypeError: for a dataset with neither ``set_pipeline`` nor ``pipeline``.
+    """
+    setter = getattr(dataset, "set_pipeline", None)
+    if callable(setter):
+        setter(pipeline)
+    elif hasattr(dataset, "pipeline"):
+        dataset.pipeline = build_pipeline(pipeline)
+    else:
+        raise TypeError(
+            f"cannot change the pipeline of {type(dataset).__name__}: it has neither set_pipeline() nor a "
+            "`pipeline` attribute"
+        )
+
 
 def _require(dataset: Any, attrs: Sequence[str], wrapper: str) -> None:
     missing = [a for a in attrs if not hasattr(dataset, a)]
@@ -47,6 +77,10 @@ class _IndexedWrapper(Dataset[DetSample]):
 
     def get_record(self, index: int) -> ImageRecord:
         return self.dataset.get_record(int(self.indices[index]))
+
+    def set_pipeline(self, pipeline: PipelineSpec) -> None:
+        """Gives the wrapped dataset ``pipeline`` (:func:`set_pipeline`)."""
+        set_pipeline(self.dataset, pipeline)
 
     def aspect_ratios(self) -> np.ndarray:
         return np.asarray(self.dataset.aspect_ratios())[self.indices]
@@ -149,6 +183,11 @@ class ConcatDataset(Dataset[DetSample]):
     def class_sets(self) -> list[np.ndarray]:
         return [s for ds in self.datasets for s in ds.class_sets()]
 
+    def set_pipeline(self, pipeline: PipelineSpec) -> None:
+        """Gives every dataset ``pipeline`` (:func:`set_pipeline`)."""
+        for ds in self.datasets:
+            set_pipeline(ds, pipeline)
+
     @classmethod
     def annotation_sources(cls, datasets: Sequence[Mapping[str, Any]], **_: Any) -> list[AnnotationSource]:
         """Every dataset node's files, in order (see :mod:`lightdet.data.sources`)."""
@@ -157,3 +196,61 @@ class ConcatDataset(Dataset[DetSample]):
     def __repr__(self) -> str:
         return f"ConcatDataset({len(self.datasets)} datasets, {len(self)} images, classes={self.class_names})"
 
+
+class MultiImageMixDataset(_IndexedWrapper):
+    """Runs ``pipeline`` on ``dataset``'s samples, handing multi-image steps other images of the dataset.
+
+    MMDetection's ``MultiImageMixDataset`` (YOLOX's recipe). ``dataset`` loads each image with its own
+    pipeline (typically ``[LoadImage]``, its default); ``pipeline`` then runs on the ``DetSample``. A
+    step of the :class:`~lightdet.data.mix.MixStep` kind (Mosaic, MixUp, CopyPaste) is applied with its
+    ``prob`` through its ``mix``, with ``num_others`` images drawn uniformly from the dataset and loaded
+    by the dataset's pipeline (not by the steps before it, as in MMDetection); its cache is unused.
+    Other steps are called as usual. Draws come from the augmentation stream
+    (:mod:`lightdet.data.streams`).
+
+    Args:
+        dataset: a lightdet dataset.
+        pipeline: ``DetSample -> DetSample`` steps (``LoadImage`` belongs to ``dataset``).
+        max_refetch: an image without boxes is drawn again, up to this many times, for a step whose
+            ``others_need_boxes`` (MixUp, CopyPaste).
+    """
+
+    def __init__(self, dataset: Any, pipeline: Sequence[Callable[[DetSample], DetSample]], max_refetch: int = 15):
+        super().__init__(dataset, np.arange(len(dataset), dtype=np.int64))
+        self.max_refetch = int(max_refetch)
+        self.set_pipeline(pipeline)
+
+    def set_pipeline(self, pipeline: PipelineSpec) -> None:
+        """Replaces the steps run after the wrapped dataset's own pipeline (a list of steps)."""
+        if pipeline is None or callable(pipeline):
+            raise TypeError(f"MultiImageMixDataset: the pipeline must be a list of steps, got {pipeline!r}")
+        steps = list(pipeline)
+        for step in steps:
+            if isinstance(step, LoadImage):
+                raise ValueError(
+                    "MultiImageMixDataset: its pipeline runs on loaded samples; LoadImage belongs to the wrapped "
+                    "dataset's own pipeline (its default)"
+                )
+            if not callable(step):
+                raise TypeError(f"MultiImageMixDataset: pipeline step {step!r} is not callable")
+        self.steps = steps
+
+    def _other(self, need_boxes: bool) -> DetSample:
+        index = randint(0, len(self.dataset) - 1)
+        for _ in range(self.max_refetch if need_boxes else 0):
+            if len(self.dataset.get_record(index)):
+                break
+            index = randint(0, len(self.dataset) - 1)
+        return self.dataset[index]
+
+    def __getitem__(self, index: int) -> DetSample:
+        sample = self.dataset[int(self.indices[index])]
+        for step in self.steps:
+            if not isinstance(step, MixStep):
+                sample = step(sample)
+            elif chance(step.prob):
+                sample = step.mix(sample, [self._other(step.others_need_boxes) for _ in range(step.num_others)])
+        return sample
+
+    def __repr__(self) -> str:
+        return f"MultiImageMixDataset({self.dataset!r}, {len(self.steps)} steps)"
