@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED=1
   echo "== CUDA tests"
   timeout 300 "$PY" -m pytest -m cuda -q -p no:xdist -rs tests/cli/test_cuda.py
   echo "== Faster R-CNN R50-FPN, 800x1333, batch 8, 16-mixed: lightdet vs torchvision"
-  timeout 150 "$PY" scripts/bench/faster_rcnn_vs_torchvision.py --device cuda --size 800 1333 --batch 8 \
+  timeout 150 "$PY" scripts/bench/vs_torchvision.py --device cuda --size 800 1333 --batch 8 \
     --precision 16-mixed --repeats 10
   echo "== lightdet-bench (inference latency, 16-mixed)"
   for model in faster_rcnn retinanet fcos mask_rcnn; do
