@@ -3,7 +3,8 @@
 #   1. the CUDA test subset (pytest -m cuda: AMP fp16/bf16 steps per detector family, channels_last,
 #      one-GPU DDP on NCCL, EMA and resume on the GPU);
 #   2. a throughput table: Faster R-CNN R50-FPN train and inference images/s at 16-mixed, 800x1333,
-#      batch 8, beside torchvision's model with the same weights; lightdet-bench latencies.
+#      batch 8, beside torchvision's model with the same weights; lightdet-bench latencies of the R-CNN
+#      family at 800x1333 and of the real-time DETRs at 640x640, batch 1 and 32.
 # Usage: bash scripts/gpu_check.sh [OUT_DIR]   (writes OUT_DIR/gpu_check.log, default ./gpu_check)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,5 +28,12 @@ export PYTHONUNBUFFERED=1
   for model in faster_rcnn retinanet fcos mask_rcnn; do
     timeout 60 "$PY" -m lightdet.cli.bench "$model" --device cuda --precision 16-mixed --size 800 1333 \
       --batch 8 --repeats 20 --no-flops
+  done
+  echo "== lightdet-bench, real-time DETRs at 640x640 (16-mixed), batch 1 and 32"
+  for model in rtdetr_r18vd rtdetr_r50vd dfine_s dfine_l; do
+    for batch in 1 32; do
+      timeout 60 "$PY" -m lightdet.cli.bench "$model" --device cuda --precision 16-mixed --size 640 640 \
+        --batch "$batch" --repeats 20 --no-flops
+    done
   done
 } 2>&1 | tee "$LOG"
