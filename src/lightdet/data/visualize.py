@@ -21,6 +21,8 @@ from PIL import Image, ImageDraw
 from torchvision.ops import box_iou
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from lightdet.data.mix import MixStep
+from lightdet.data.streams import seed_stream
 from lightdet.structures import DetSample
 
 __all__ = [
@@ -51,14 +53,35 @@ def draw_sample(sample: DetSample, class_names: Sequence[str]) -> torch.Tensor:
     return draw_bounding_boxes(image, sample.boxes, labels=names, colors=box_colours, width=2)
 
 
+def _cached_mix_steps(dataset: Any) -> list[MixStep]:
+    """The multi-image steps of ``dataset``'s pipeline that draw from a cache, through wrappers."""
+    steps = list(getattr(getattr(dataset, "pipeline", None), "transforms", []))
+    inner = [d for d in (getattr(dataset, "dataset", None), *getattr(dataset, "datasets", [])) if d is not None]
+    return [s for s in steps if isinstance(s, MixStep)] + [m for d in inner for m in _cached_mix_steps(d)]
+
+
+def _warm_up(dataset: Any, rng: np.random.Generator) -> None:
+    """Loads a few random images first, so that cached multi-image steps (Mosaic, MixUp ...), which pass
+    samples through until their cache is full enough, show on the drawn ones as in a running worker."""
+    count = max((s.num_others for s in _cached_mix_steps(dataset)), default=0)
+    for index in rng.integers(0, len(dataset), count):
+        dataset[int(index)]
+
+
 def browse(
     dataset: Any, out_dir: str | PathLike, *, num: int = 8, seed: int | None = 0
 ) -> list[Path]:
     """Writes ``num`` samples of ``dataset`` (after its pipeline) with their annotations drawn, as PNG.
 
+    Multi-image steps show too: cached ones (Mosaic, MixUp, CopyPaste in a pipeline list) have their
+    cache filled with a few other images first; :class:`~lightdet.data.MultiImageMixDataset` draws
+    from the dataset.
+
     Args:
         dataset: a lightdet dataset (items are ``DetSample``, ``class_names`` names the labels).
-        seed: picks random images with this seed; None takes the first ``num``.
+        seed: picks random images, and seeds the augmentations, with this seed (torch's generator is
+            restored afterwards); None takes the first ``num`` images and leaves the augmentations to
+            torch's current seed.
 
     Returns:
         The written files ``out_dir/<k>_<image_id>.png``.
@@ -66,15 +89,21 @@ def browse(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = min(num, len(dataset))
-    indices = range(n) if seed is None else np.random.default_rng(seed).choice(len(dataset), n, replace=False)
-    paths = []
-    for k, index in enumerate(indices):
-        sample = dataset[int(index)]
-        drawn = draw_sample(sample, dataset.class_names)
-        path = out / f"{k:03d}_{sample.meta.image_id}.png"
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(path)
-        paths.append(path)
-    return paths
+    rng = np.random.default_rng(seed)
+    indices = range(n) if seed is None else rng.choice(len(dataset), n, replace=False)
+    with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
+        if seed is not None:
+            torch.manual_seed(seed)
+            seed_stream(seed)
+        _warm_up(dataset, rng)
+        return [_write(dataset, int(index), out / f"{k:03d}") for k, index in enumerate(indices)]
+
+
+def _write(dataset: Any, index: int, prefix: Path) -> Path:
+    sample = dataset[index]
+    path = prefix.with_name(f"{prefix.name}_{sample.meta.image_id}.png")
+    Image.fromarray(draw_sample(sample, dataset.class_names).permute(1, 2, 0).numpy()).save(path)
+    return path
 
 
 @dataclass

@@ -15,7 +15,7 @@ Configuration (``conf/callbacks/pipeline_switch.yaml``; add it to the other call
 
     pipeline_switch:
       _target_: lightdet.engine.pipeline_switch.PipelineSwitch
-      epoch: -20                                   # the last 20 epochs (280 of 300); or 280
+      epoch: -1                # the last epoch (RT-DETR); -20: the last 20 (280 of 300, RTMDet)
       pipeline: ${oc.select:dataset.pipeline.train_late,null}
 
 ``dataset.pipeline.train_late`` is the late list of the pipeline files that have one
