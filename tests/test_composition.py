@@ -79,3 +79,11 @@ def test_every_value_of_a_sweep_is_checked_before_the_sweep_starts(monkeypatch, 
         train.main()
     assert exit_info.value.code == 2
     assert "no_such_model" in capsys.readouterr().err
+
+
+def test_configs_stored_by_older_checkpoints_still_resolve():
+    stored = config_from_container({
+        "model": {"backbone": {"depth": 50, "out_indices": [0, 1, 2, 3]},
+                  "neck": {"in_channels": "${lightdet.resnet_channels:${model.backbone.depth},${model.backbone.out_indices}}"}},
+    })  # fmt: skip
+    assert list(stored.model.neck.in_channels) == [256, 512, 1024, 2048]

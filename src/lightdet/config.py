@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lightdet.data.classes import load_class_names
+from lightdet.categories import load_class_names
 
 # constructor arguments that load weights; nulled before a part is built to read its shape
 WEIGHT_KEYS = ("weights", "pretrained", "weights_backbone")
@@ -79,6 +79,13 @@ def _merge(node: object, *overrides: Any) -> DictConfig:
     return OmegaConf.merge(merged, *overrides)
 
 
+def _stored_resnet_channels(depth: int, out_indices: Any) -> ListConfig:
+    """The ResNet-only resolver of configs stored in checkpoints before parts declared their shape."""
+    from lightdet.models.backbones.resnet import resnet_out_channels
+
+    return ListConfig(resnet_out_channels(int(depth), [int(i) for i in out_indices]))
+
+
 def register_resolvers() -> None:
     """Registers lightdet's resolvers once per process (safe to call repeatedly)."""
     resolvers = {
@@ -86,6 +93,8 @@ def register_resolvers() -> None:
         "lightdet.out_channels": _out_channels,
         "lightdet.strides": _strides,
         "lightdet.merge": _merge,
+        # not used by the shipped configs: older checkpoints' stored configs still name it
+        "lightdet.resnet_channels": _stored_resnet_channels,
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
