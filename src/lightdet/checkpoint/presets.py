@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lightdet.checkpoint import from_mmdet, from_torchvision
+from lightdet.checkpoint import from_mmdet, from_mmdet_rtmdet, from_torchvision
 from lightdet.checkpoint.report import ConversionReport, check_against_target
 from lightdet.checkpoint.rules import unwrap_state_dict
 
@@ -212,6 +212,21 @@ PRESETS.update({
         num_classes_coco80=80,
         converter=lambda state, coco80: from_mmdet.convert_cascade_rcnn(state),
     ),
+})
+
+
+# --- RTMDet: conf/model/rtmdet_*.yaml carry MMDetection's published settings ------------------------------
+PRESETS.update({
+    ("mmdet", f"rtmdet_{size}_8xb32-300e_coco"): Preset(
+        source="mmdet",
+        arch=f"rtmdet_{size}_8xb32-300e_coco",
+        model=f"rtmdet_{size}",
+        overrides=(),
+        num_classes=80,
+        num_classes_coco80=80,
+        converter=lambda state, coco80: from_mmdet_rtmdet.convert_rtmdet(state),
+    )
+    for size in ("tiny", "s", "m", "l", "x")
 })
 
 

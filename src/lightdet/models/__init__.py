@@ -3,8 +3,17 @@
 Everything a config's ``_target_`` names is importable from here, e.g. ``lightdet.models.TwoStageDetector``.
 """
 
-from lightdet.models.backbones import HGNetv2, MobileNetV3, PResNet, ResNet, resnet_out_channels
-from lightdet.models.dense_heads import FCOSHead, Proposals, RetinaHead, RPNHead
+from lightdet.models.backbones import (
+    CSPNeXt,
+    HGNetv2,
+    MobileNetV3,
+    PResNet,
+    ResNet,
+    TimmBackbone,
+    TorchvisionBackbone,
+    resnet_out_channels,
+)
+from lightdet.models.dense_heads import FCOSHead, Proposals, RetinaHead, RPNHead, RTMDetHead
 from lightdet.models.detectors import Detector, SingleStageDetector, TwoStageDetector, to_original
 from lightdet.models.detr import RTDETR
 from lightdet.models.layers import ConvModule, build_norm
@@ -16,13 +25,15 @@ from lightdet.models.losses import (
     GIoULoss,
     IoULoss,
     L1Loss,
+    QualityFocalLoss,
     SmoothL1Loss,
 )
-from lightdet.models.necks import FPN
+from lightdet.models.necks import FPN, PAFPN, CSPNeXtPAFPN, SimpleFPN
 from lightdet.models.ops import (
     NMS,
     AnchorGenerator,
     DeltaXYWHCoder,
+    DynamicSoftLabelAssigner,
     MaxIoUAssigner,
     MultiLevelRoIAlign,
     RandomSampler,
@@ -47,17 +58,23 @@ __all__ = [
     "BoundedIoULoss",
     "CascadeRoIHead",
     "CascadeStage",
+    "CSPNeXt",
+    "CSPNeXtPAFPN",
     "ConvModule",
     "CrossEntropyLoss",
     "DeltaXYWHCoder",
     "DetPreprocessor",
+    "DynamicSoftLabelAssigner",
     "FCOSAssigner",
     "FCOSHead",
     "FocalLoss",
     "GHMCLoss",
     "IoULoss",
+    "PAFPN",
     "PResNet",
     "PointGenerator",
+    "QualityFocalLoss",
+    "RTMDetHead",
     "RTDETR",
     "RetinaHead",
     "SingleStageDetector",
@@ -78,8 +95,11 @@ __all__ = [
     "RoIBranch",
     "SampledRoIs",
     "SmoothL1Loss",
+    "SimpleFPN",
     "SoftNMS",
     "StandardRoIHead",
+    "TimmBackbone",
+    "TorchvisionBackbone",
     "TwoStageDetector",
     "build_norm",
     "resnet_out_channels",

@@ -4,6 +4,7 @@ from lightdet.models.losses.box_losses import BoundedIoULoss, GIoULoss, IoULoss,
 from lightdet.models.losses.cross_entropy import CrossEntropyLoss
 from lightdet.models.losses.focal import FocalLoss
 from lightdet.models.losses.ghm import GHMCLoss
+from lightdet.models.losses.quality_focal import QualityFocalLoss, quality_focal_loss
 from lightdet.models.losses.reduction import weight_reduce
 from lightdet.models.losses.regression import box_regression_loss
 
@@ -15,7 +16,9 @@ __all__ = [
     "GHMCLoss",
     "IoULoss",
     "L1Loss",
+    "QualityFocalLoss",
     "SmoothL1Loss",
     "box_regression_loss",
+    "quality_focal_loss",
     "weight_reduce",
 ]
