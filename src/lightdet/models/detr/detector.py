@@ -8,7 +8,10 @@ pixels, with no NMS.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightdet.models.detectors.base import Detector, to_original
@@ -58,6 +61,8 @@ class RTDETR(Detector):
         criterion: :class:`~lightdet.models.detr.DETRCriterion`.
         preprocessor: ``uint8`` batch -> float input (RT-DETR/D-FINE: mean 0, std 255, i.e. ``x / 255``).
         num_top_queries: detections per image returned by ``predict`` (300 in the papers).
+        train_scales: multi-scale batches (RT-DETR's ``BatchImageCollateFunction``): in training each batch is
+            resized to one square side drawn from this list (480..800 for the 640 recipes); None keeps the size.
 
     Loss keys: see :mod:`lightdet.models.detr.criterion`.
     """
@@ -70,6 +75,7 @@ class RTDETR(Detector):
         criterion: DETRCriterion,
         preprocessor: DetPreprocessor,
         num_top_queries: int = 300,
+        train_scales: Sequence[int] | None = None,
     ) -> None:
         super().__init__(preprocessor)
         self.backbone = backbone
@@ -77,6 +83,7 @@ class RTDETR(Detector):
         self.decoder = decoder
         self.criterion = criterion
         self.num_top_queries = num_top_queries
+        self.train_scales = [int(s) for s in train_scales] if train_scales else None
 
     def forward_decoder(
         self, images: Tensor, labels: list[Tensor] | None = None, boxes: list[Tensor] | None = None,
@@ -92,8 +99,17 @@ class RTDETR(Detector):
     def loss(self, batch: DetBatch) -> dict[str, Tensor]:
         images, _ = self.preprocess(batch)
         labels, boxes = normalised_targets(batch, tuple(images.shape[-2:]))
+        images = self.random_batch_scale(images)
         out, denoising = self.forward_decoder(images, labels, boxes, all_layers=True)
         return self.criterion(out, labels, boxes, denoising)
+
+    def random_batch_scale(self, images: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` -> ``[B, 3, S, S]``, ``S`` drawn from ``train_scales`` (bilinear, as the original
+        collate function); normalised targets are unchanged by a resize of the whole batch."""
+        if not self.train_scales:
+            return images
+        side = self.train_scales[int(torch.randint(len(self.train_scales), ()))]
+        return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
 
     @torch.no_grad()
     def predict(self, batch: DetBatch) -> list[Detections]:
