@@ -94,3 +94,14 @@ def test_boxes_come_back_in_original_pixels(tmp_path: Path) -> None:
     report = assert_parity(reference, candidate)
     assert candidate[0].masks is not None and tuple(candidate[0].masks.shape[1:]) == (48, 64)
     assert report.matched == report.total
+
+
+def test_no_detection_above_the_threshold_gives_empty_outputs(tmp_path: Path) -> None:
+    """Empty RoI batches run through RoIAlign, the mask convs and the paste in ONNX Runtime too."""
+    model = seeded_model("mask_rcnn")
+    model.roi_head.score_thr = 0.999
+    batch = image_batches()[0]
+    with torch.no_grad():
+        assert len(model.predict(batch)[0]) == 0
+    (det,) = load_export(export_model(model, tmp_path, "onnx")).as_detector().predict(batch)
+    assert len(det) == 0 and det.masks is not None and tuple(det.masks.shape) == (0, *SIZES[0])

@@ -7,6 +7,7 @@ Examples::
     lightdet-infer ckpt=model.ckpt input=photos/ out=preds score_thr=0.3      # the key=value spelling
     lightdet-infer model.ckpt aerial.tif --slice 512 --overlap 0.2             # large image, small objects
     lightdet-infer model.ckpt photos/ --tta --tta-scales 0.8 1 1.2 --tta-merge wbf   # test-time augmentation
+    lightdet-infer model.onnx photos/ --out preds                              # a file from lightdet-export
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=__doc__.split("Examples::", 1)[1],
     )
-    parser.add_argument("ckpt", type=Path, help="a checkpoint written by lightdet-train or lightdet-convert")
+    parser.add_argument("ckpt", type=Path, help="a checkpoint written by lightdet-train or lightdet-convert, or a "
+                        "file written by lightdet-export (.onnx runs with ONNX Runtime)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: $LIGHTDET_OUTPUT or outputs, then infer/<timestamp>)")

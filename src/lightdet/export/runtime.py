@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,12 +97,21 @@ class ExportedRunner(ABC):
 class OnnxRuntimeRunner(ExportedRunner):
     """An ``.onnx`` file in an ONNX Runtime session (CUDA provider when asked for and installed)."""
 
-    def __init__(self, path: Path, *, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: str = "cpu",
+        threads: int | None = None,
+        session_config: Mapping[str, str] | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        for key, value in (session_config or {}).items():
+            options.add_session_config_entry(key, value)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -144,20 +153,28 @@ class TorchRunner(ExportedRunner):
         return {name: value.cpu() for name, value in zip(self.metadata.outputs, outputs)}
 
 
-def load_export(path: str | Path, *, device: str = "cpu", threads: int | None = None) -> ExportedRunner:
+def load_export(
+    path: str | Path,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    session_config: Mapping[str, str] | None = None,
+) -> ExportedRunner:
     """Loads a file written by ``lightdet-export`` with the runtime of its format.
 
     Args:
         device: ONNX files: ``cuda`` uses ONNX Runtime's CUDA provider when installed. PyTorch files run
             where they were exported (their graphs hold that device).
         threads: ONNX Runtime intra-op threads (None: its default, all cores).
+        session_config: ONNX Runtime session config entries, e.g.
+            ``{"session.intra_op.allow_spinning": "0"}`` on a machine shared with other work.
     """
     path = Path(path)
     fmt = exported_format(path)
     if fmt is None:
         raise ValueError(f"{path}: not a file written by lightdet-export (.onnx, .torchscript or .pt2)")
     if fmt == "onnx":
-        return OnnxRuntimeRunner(path, device=device, threads=threads)
+        return OnnxRuntimeRunner(path, device=device, threads=threads, session_config=session_config)
     return TorchRunner(path, fmt)
 
 

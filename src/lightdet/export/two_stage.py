@@ -223,9 +223,8 @@ class TwoStageGraphHead(GraphHead):
         roi_head = detector.roi_head
         if isinstance(roi_head, CascadeRoIHead):
             self.roi = CascadeRoIGraph(roi_head)
-            with_masks = roi_head.with_masks
             masks = roi_head.stages[-1].mask_head
-            self.family = "cascade_mask_rcnn" if with_masks else "cascade_rcnn"
+            self.family = "cascade_mask_rcnn" if masks is not None else "cascade_rcnn"
         elif isinstance(roi_head, StandardRoIHead):
             self.roi = StandardRoIGraph(roi_head)
             masks = roi_head.mask_head
