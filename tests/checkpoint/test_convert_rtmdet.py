@@ -4,6 +4,13 @@ MMDetection can run) lightdet computes what MMDetection computes from the same w
 The expected keys and shapes are derived here from MMDetection's code and configs (mmdet/models/backbones/
 cspnext.py, layers/csp_layer.py, necks/cspnext_pafpn.py, dense_heads/rtmdet_head.py, configs/rtmdet/*.py),
 independently of lightdet's modules.
+
+The MMDetection comparisons skip unless ``mmdet`` imports. mmcv's compiled ops are not needed for RTMDet
+(the test stands in torchvision's NMS for them), so a test-only directory put on PYTHONPATH is enough::
+
+    pip install --no-deps --target DIR mmdet==3.3.0 mmengine==0.10.7 mmcv-lite==2.1.0 \
+        addict termcolor yapf terminaltables shapely six
+    PYTHONPATH=DIR pytest tests/checkpoint/test_convert_rtmdet.py
 """
 
 from __future__ import annotations
