@@ -14,7 +14,19 @@ post-processing (NMS included), and returns flat detections in the pixels of the
 
 The part after normalisation is a :class:`GraphHead`, one per detector family. A detector that is not one of
 the built-in families (e.g. an NMS-free DETR whose post-processing is a top-k) plugs in by implementing
-:class:`SupportsExport`: ``export_head()`` returns its own :class:`GraphHead`.
+:class:`SupportsExport`: ``export_head()`` returns its own :class:`GraphHead`, whose ``forward`` may end
+with :func:`lightdet.export.ops.query_topk`::
+
+    class DETRGraphHead(GraphHead):
+        family = "rtdetr"
+
+        def __init__(self, detector):
+            super().__init__()
+            self.detector = detector
+
+        def forward(self, images, height, width):
+            logits, boxes = self.detector.queries(images)  # [B, Q, K], normalised cxcywh [B, Q, 4]
+            return query_topk(logits, boxes, self.detector.num_top_queries, images.shape[-2], images.shape[-1])
 """
 
 from __future__ import annotations

@@ -130,3 +130,35 @@ def multi_level_roi_align(extractor: MultiLevelRoIAlign, feats: Sequence[Tensor]
         )
         out = out.index_put((index,), pooled.to(out.dtype))
     return out
+
+
+def query_topk(
+    logits: Tensor, boxes: Tensor, k: int, height: Size, width: Size
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """NMS-free post-processing of a DETR for a :class:`~lightdet.export.graph.GraphHead`: sigmoid scores, the
+    top ``k`` (query, class) pairs per image, normalised cxcywh boxes to xyxy pixels of ``height x width``.
+
+    Args:
+        logits: ``[B, Q, K]`` class logits; boxes: ``[B, Q, 4]`` normalised ``(cx, cy, w, h)``.
+
+    Returns:
+        flat ``(boxes [B*k, 4], scores [B*k], labels [B*k], batch_index [B*k])``, each image's rows by score.
+    """
+    num_classes = logits.shape[2]
+    flat = logits.sigmoid().flatten(1)
+    scores, index = flat.topk(topk_count(flat, k, 1), dim=1)  # [B, k]
+    query = torch.div(index, num_classes, rounding_mode="floor")
+    cx, cy, w, h = boxes.unbind(-1)
+    xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], -1)
+    if isinstance(height, Tensor):
+        scale = torch.stack([width, height, width, height]).to(boxes.dtype)
+    else:
+        scale = torch.tensor([width, height, width, height], dtype=boxes.dtype, device=boxes.device)
+    picked = (xyxy * scale).gather(1, query[..., None].expand(-1, -1, 4))
+    batch = batch_positions(scores)
+    return (
+        picked.reshape(-1, 4).float(),
+        scores.reshape(-1).float(),
+        (index % num_classes).reshape(-1),
+        batch.reshape(-1),
+    )
