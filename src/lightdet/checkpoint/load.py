@@ -6,6 +6,8 @@ A weights source is written as one string or a dict::
     load_from: https://example.org/frcnn.ckpt                       # downloaded once into the cache dir
     load_from: torchvision:fasterrcnn_resnet50_fpn:/ckpts/frcnn.pth  # converted from torchvision's names
     load_from: mmdet:faster_rcnn_r50_fpn_1x_coco:https://.../x.pth  # converted from MMDetection's names
+    load_from: hf:rt_detr:/ckpts/rtdetr_r50vd/                      # transformers' RT-DETR/v2 / D-FINE folder
+    load_from: rtdetr:/ckpts/rtdetrv2_r18vd_120e_coco.pth           # lyuwenyu/RT-DETR or D-FINE .pth (EMA)
     load_from: {source: torchvision, arch: fasterrcnn_resnet50_fpn, path: /ckpts/frcnn.pth}
 
 Files are read with ``torch.load(weights_only=True)``. Every model tensor ends up in exactly one of the
@@ -29,6 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from lightdet.checkpoint.files import read_checkpoint
+from lightdet.checkpoint.from_hf import HF_MODEL_TYPES, convert_hf_state_dict, read_hf_folder
+from lightdet.checkpoint.from_rtdetr_repo import convert_rtdetr_repo, select_weights
 from lightdet.checkpoint.presets import SOURCES, get_preset
 from lightdet.checkpoint.rules import unwrap_state_dict
 
@@ -38,7 +42,10 @@ log = logging.getLogger(__name__)
 
 #: Prefix of the detector's tensors in a DetectionModule (Lightning) state dict.
 DETECTOR_PREFIX = "detector."
-_SOURCES = ("lightdet", *SOURCES)
+#: Sources read by their own converters, without a preset: ``hf`` (a ``transformers`` folder, ARCH optional and
+#: checked against its config.json) and ``rtdetr`` (the original RT-DETR / RT-DETRv2 / D-FINE ``.pth``).
+DETR_SOURCES = ("hf", "rtdetr")
+_SOURCES = ("lightdet", *SOURCES, *DETR_SOURCES)
 _SPEC = re.compile(rf"^({'|'.join(_SOURCES)}):(?:([\w.-]+):)?(.+)$")
 _DICT_KEYS = ("path", "source", "arch", "cache_dir")
 
@@ -50,9 +57,11 @@ class WeightsSource:
     Attributes:
         path: a local file or an http(s) URL.
         source: ``"lightdet"`` (a lightdet checkpoint, or a state dict with lightdet's key names),
-            ``"torchvision"`` or ``"mmdet"`` (renamed by the converters of :mod:`lightdet.checkpoint`).
+            ``"torchvision"`` or ``"mmdet"`` (renamed by the converters of :mod:`lightdet.checkpoint`), ``"hf"``
+            (a ``transformers`` RT-DETR / RT-DETRv2 / D-FINE folder, or a file in it) or ``"rtdetr"`` (an
+            original RT-DETR / D-FINE ``.pth``, its EMA weights when it has them).
         arch: the converter's architecture name (``lightdet-convert --help`` lists them); required for
-            ``torchvision`` and ``mmdet``.
+            ``torchvision`` and ``mmdet``; optional for ``hf`` (then it must equal config.json's model_type).
         cache_dir: where URLs are downloaded; None: ``torch.hub.get_dir()/checkpoints``
             (``$TORCH_HOME/hub/checkpoints``).
     """
@@ -65,7 +74,9 @@ class WeightsSource:
     def __post_init__(self) -> None:
         if self.source not in _SOURCES:
             raise ValueError(f"load_from: source must be one of {_SOURCES}, got {self.source!r}")
-        if self.source != "lightdet":
+        if self.source == "hf" and self.arch is not None and self.arch not in HF_MODEL_TYPES:
+            raise ValueError(f"load_from: hf ARCH must be one of {HF_MODEL_TYPES}, got {self.arch!r}")
+        if self.source not in ("lightdet", *DETR_SOURCES):
             if not self.arch:
                 raise ValueError(f"load_from: a {self.source} checkpoint needs its arch, e.g. '{self.source}:ARCH:PATH'")
             get_preset(self.source, self.arch)  # names the known architectures when unknown
@@ -129,8 +140,13 @@ def read_weights(source: WeightsSource) -> tuple[dict[str, Tensor], list[str]]:
     Returns:
         ``(state_dict, unconverted)``: the renamed tensors, and the source keys a converter did not map.
     """
+    if source.source == "hf":
+        return read_hf_weights(source)
     path = resolve_location(source.path, source.cache_dir)
     payload = read_checkpoint(path, role="load_from")
+    if source.source == "rtdetr":
+        converted, report = convert_rtdetr_repo(select_weights(payload))
+        return converted, list(report.unexpected)
     state = unwrap_state_dict(payload, f"load_from {path}")
     if source.source == "lightdet":
         if any(k.startswith(DETECTOR_PREFIX) for k in state):
@@ -139,6 +155,20 @@ def read_weights(source: WeightsSource) -> tuple[dict[str, Tensor], list[str]]:
         return state, []
     assert source.arch is not None  # checked by WeightsSource
     converted, report = get_preset(source.source, source.arch).converter(state, True)
+    return converted, list(report.unexpected)
+
+
+def read_hf_weights(source: WeightsSource) -> tuple[dict[str, Tensor], list[str]]:
+    """A local ``transformers`` folder (``config.json`` + ``model.safetensors``) renamed to lightdet's keys.
+
+    Raises:
+        ValueError: ``source.arch`` differs from config.json's ``model_type``.
+    """
+    config, weights = read_hf_folder(Path(source.path).expanduser())
+    model_type = str(config.get("model_type"))
+    if source.arch is not None and source.arch != model_type:
+        raise ValueError(f"load_from: ARCH {source.arch!r} differs from config.json's model_type {model_type!r}")
+    converted, report = convert_hf_state_dict(weights, model_type)
     return converted, list(report.unexpected)
 
 

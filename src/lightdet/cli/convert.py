@@ -8,6 +8,7 @@ Examples::
     lightdet-convert torchvision fasterrcnn_resnet50_fpn fasterrcnn_resnet50_fpn_coco-258fb6c6.pth tv_frcnn.ckpt
     lightdet-convert mmdet faster_rcnn_r50_fpn_1x_coco faster_rcnn_r50_fpn_1x_coco_20200130-047c8118.pth mm.ckpt
     lightdet-convert hf PekingU-rtdetr_r50vd/ rtdetr_r50vd.ckpt          # config.json + model.safetensors
+    lightdet-convert rtdetr rtdetrv2_r18vd rtdetrv2_r18vd_120e_coco.pth r18.ckpt   # the original repositories
     lightdet-test ckpt=tv_frcnn.ckpt paths.data_dir=/data split=val
 """
 
@@ -23,7 +24,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lightdet.checkpoint.files import read_checkpoint
-from lightdet.checkpoint.from_hf import HF_MODEL_TYPES, convert_hf_state_dict, hf_overrides, read_hf_folder
+from lightdet.checkpoint.from_hf import (
+    HF_MODEL_TYPES,
+    HF_TEST_PIPELINE,
+    convert_hf_state_dict,
+    hf_overrides,
+    read_hf_folder,
+)
+from lightdet.checkpoint.from_rtdetr_repo import convert_rtdetr_repo, select_weights
 from lightdet.checkpoint.load import DETECTOR_PREFIX
 from lightdet.checkpoint.presets import PRESETS, SOURCES, convert, get_preset
 from lightdet.checkpoint.report import check_against_target
@@ -74,6 +82,27 @@ def convert_hf_file(src: Path, dst: Path, arch: str | None = None, overrides: Se
     return report.summary()
 
 
+def convert_rtdetr_file(model: str, src: Path, dst: Path, overrides: Sequence[str] = (), ema: bool = True) -> str:
+    """Converts an original RT-DETR / RT-DETRv2 / D-FINE ``.pth`` (its EMA weights unless ``ema`` is False) into
+    lightdet's ``model`` (``conf/model/<model>.yaml``) on COCO's 80 classes with the 640x640 test resize.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        ValueError: the weights do not fill the model (another size: pick the matching ``model``).
+    """
+    from hydra.utils import instantiate
+
+    cfg = compose_config("train", [f"model={model}", "dataset=coco", HF_TEST_PIPELINE, f"name={model}", *overrides])
+    with torch.device("meta"):
+        target = instantiate(cfg.model).state_dict()
+    state, report = convert_rtdetr_repo(select_weights(read_checkpoint(src, role="SRC"), ema=ema))
+    state = check_against_target(state, report, target)
+    if not report.ok:
+        raise ValueError(f"{src} does not fit lightdet's {model}:\n{report.summary()}")
+    write_converted(state, cfg, dst, {"source": "rtdetr", "arch": model, "file": src.name})
+    return report.summary()
+
+
 def write_converted(state: dict[str, torch.Tensor], cfg: DictConfig, dst: Path, origin: dict[str, object]) -> None:
     """Writes a lightdet checkpoint (Lightning layout) holding ``state`` and the composed ``cfg``."""
     payload = {
@@ -102,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"Known SOURCE ARCH pairs:\n{archs}\n\nHugging Face RT-DETR / RT-DETRv2 / D-FINE: lightdet-convert hf SRC DST "
-            "[ARCH] (see lightdet-convert hf --help)\n\nExample:\n"
+            "[ARCH] (see lightdet-convert hf --help)\nOriginal RT-DETR / D-FINE .pth: lightdet-convert rtdetr MODEL SRC DST "
+            "(see lightdet-convert rtdetr --help)\n\nExample:\n"
             "  lightdet-convert torchvision fasterrcnn_resnet50_fpn fasterrcnn_resnet50_fpn_coco-258fb6c6.pth tv.ckpt\n"
             "  lightdet-test ckpt=tv.ckpt paths.data_dir=/data split=val"
         ),
@@ -136,13 +166,34 @@ def build_hf_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_rtdetr_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lightdet-convert rtdetr",
+        description=(
+            "Convert a checkpoint of the original repositories (lyuwenyu/RT-DETR rtdetr_pytorch and rtdetrv2_pytorch, "
+            "Peterande/D-FINE; their EMA weights when present) into a lightdet checkpoint of MODEL, on COCO's 80 "
+            "classes with the 640x640 test resize and inputs scaled to [0, 1]."
+        ),
+    )
+    parser.add_argument("model", help="the lightdet model config of the same size, e.g. rtdetr_r50vd, rtdetrv2_r18vd, dfine_l")
+    parser.add_argument("src", type=Path, help="the original .pth file")
+    parser.add_argument("dst", type=Path, help="the lightdet checkpoint to write (.ckpt)")
+    parser.add_argument("--no-ema", dest="ema", action="store_false", help="take 'model', not the EMA weights")
+    parser.add_argument("--override", dest="overrides", action="append", default=[],
+                        help="a Hydra override stored in the written config (repeatable)")
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    hf = bool(argv) and argv[0] == "hf"
-    args = build_hf_parser().parse_args(argv[1:]) if hf else build_parser().parse_args(argv)
+    kind = argv[0] if argv and argv[0] in ("hf", "rtdetr") else None
+    parsers = {"hf": build_hf_parser, "rtdetr": build_rtdetr_parser}
+    args = parsers[kind]().parse_args(argv[1:]) if kind else build_parser().parse_args(argv)
     try:
-        if hf:
+        if kind == "hf":
             summary = convert_hf_file(args.src, args.dst, args.arch, args.overrides)
+        elif kind == "rtdetr":
+            summary = convert_rtdetr_file(args.model, args.src, args.dst, args.overrides, args.ema)
         else:
             summary = convert_file(args.source, args.arch, args.src, args.dst, args.overrides)
     except (FileNotFoundError, ValueError) as e:
