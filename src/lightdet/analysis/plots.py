@@ -159,7 +159,8 @@ def plot_tide(analysis: Analysis, path: Path) -> Path:
     fig = Figure(figsize=(10, 4.6), layout="constrained")
     ax = fig.subplots()
     bars = ax.barh(range(len(kinds)), gains, color=["C1", "C2", "C4", "C5", "C3", "C0"])
-    ax.set_yticks(range(len(kinds)), [f"{TIDE_ERRORS[k]}\n({tide['counts'][k]} boxes)" for k in kinds], fontsize=9)
+    counted = [f"{tide['counts'][k]} {'objects' if k == 'Miss' else 'detections'}" for k in kinds]
+    ax.set_yticks(range(len(kinds)), [f"{TIDE_ERRORS[k]}\n({n})" for k, n in zip(kinds, counted)], fontsize=9)
     ax.invert_yaxis()
     ax.bar_label(bars, [f"+{g:.1f}" for g in gains], padding=3, fontsize=9)
     ax.set_xlim(0, max(gains + [1.0]) * 1.2)
@@ -190,7 +191,7 @@ def plot_ap_by_size(analysis: Analysis, path: Path) -> Path:
 def plot_per_class_ap(analysis: Analysis, path: Path) -> Path:
     """AP@[0.5:0.95] per class (bars, worst at the top) with AP@0.5 (light bars behind)."""
     rows = sorted(analysis.per_class.items(), key=lambda kv: -1.0 if kv[1]["AP"] is None else kv[1]["AP"])
-    fig = Figure(figsize=(9, max(3.0, 0.32 * len(rows) + 1.4)), layout="constrained")
+    fig = Figure(figsize=(9, max(3.0, 0.32 * len(rows) + 1.8)), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(rows))
     ax.barh(y, [r["AP_50"] or 0.0 for _, r in rows], color="C0", alpha=0.3, label="AP@0.5")
@@ -199,7 +200,7 @@ def plot_per_class_ap(analysis: Analysis, path: Path) -> Path:
     ax.set_yticks(y, [f"{name} ({r['num_gt']})" for name, r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set(xlim=(0, 1.1), xlabel="AP", title="AP per class, worst first (number of objects in brackets)")
-    ax.legend(loc="lower right")
+    fig.legend(loc="outside lower center", ncols=2)
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 

@@ -122,8 +122,9 @@ def weighted_box_fusion(
     fused = torch.zeros((clusters, 4), device=boxes.device).index_add_(0, owner, boxes * scores[:, None])
     fused = fused / weights.clamp(min=1e-12)[:, None]
     # A mean lies within its members' extent; clamping removes the rounding that could leave it outside.
-    low = boxes.new_full((clusters, 4), float("inf")).index_reduce_(0, owner, boxes, "amin")
-    high = boxes.new_full((clusters, 4), float("-inf")).index_reduce_(0, owner, boxes, "amax")
+    members = owner[:, None].expand(-1, 4)
+    low = boxes.new_full((clusters, 4), float("inf")).scatter_reduce_(0, members, boxes, "amin")
+    high = boxes.new_full((clusters, 4), float("-inf")).scatter_reduce_(0, members, boxes, "amax")
     fused = torch.maximum(torch.minimum(fused, high), low)
     sizes = torch.zeros(clusters, device=boxes.device).index_add_(0, owner, torch.ones_like(scores))
     fused_scores = weights / sizes.clamp(min=float(num_views))
