@@ -1,9 +1,12 @@
-"""Image reading: every decode failure names the file, the image id and the dataset; 16-bit images are scaled
+"""Image reading: every decode failure names the file, the image id and the dataset; 16-bit images are reduced
 to 8 bits, 32-bit ones refused by name; EXIF orientation is ignored or applied as configured."""
 
 from __future__ import annotations
 
+import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -68,6 +71,22 @@ def test_a_missing_file_is_also_a_file_not_found_error(coco_dir) -> None:
         _dataset(root)[2]
 
 
+def test_a_corrupt_png_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """torchvision's PNG decoder kills the process on this file (libpng: "IDAT: incorrect data check", then a
+    segmentation fault), so it runs in a child process."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 30, 3), dtype=np.uint8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[len(data) // 2] ^= 0xFF
+    (path := tmp_path / "flip.png").write_bytes(data)
+    code = (f"from lightdet.data.image_io import read_image\ntry:\n    read_image({str(path)!r})\n"
+            "except Exception as err:\n    print(type(err).__name__, err)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == (f"BadImageError file {str(path)!r} is corrupt (OSError: broken data stream when "
+                                   "reading image file)")
+
+
 def test_load_image_alone_names_the_image_and_the_file(tmp_path: Path) -> None:
     from lightdet.data.records import ImageRecord
 
@@ -79,19 +98,19 @@ def test_load_image_alone_names_the_image_and_the_file(tmp_path: Path) -> None:
 
 
 # -- bit depth ------------------------------------------------------------------------------------------
-VALUES_16 = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
-VALUES_8 = np.array([[0, 1, 128, 255]], dtype=np.uint8)  # round(v * 255 / 65535)
+VALUES_16 = np.array([[0, 257, 32896, 65280, 65535]], dtype=np.uint16)
+VALUES_8 = np.array([[0, 1, 128, 255, 255]], dtype=np.uint8)  # the top byte, v // 256
 
 
-def test_16bit_grayscale_png_is_scaled_to_8_bits(tmp_path: Path) -> None:
+def test_16bit_grayscale_png_is_reduced_to_8_bits(tmp_path: Path) -> None:
     Image.fromarray(VALUES_16).save(tmp_path / "g16.png")
     image = read_image(tmp_path / "g16.png")
-    assert image.dtype == torch.uint8 and image.shape == (3, 1, 4)
-    assert torch.equal(image, torch.from_numpy(VALUES_8).expand(3, 1, 4))
+    assert image.dtype == torch.uint8 and image.shape == (3, 1, 5)
+    assert torch.equal(image, torch.from_numpy(VALUES_8).expand(3, 1, 5))
 
 
 @pytest.mark.parametrize("suffix", [".png", ".tif"])
-def test_16bit_rgb_is_scaled_to_8_bits(tmp_path: Path, suffix: str) -> None:
+def test_16bit_rgb_is_reduced_to_8_bits(tmp_path: Path, suffix: str) -> None:
     rgb = np.stack([VALUES_16, VALUES_16[:, ::-1], VALUES_16], axis=-1)
     cv2.imwrite(str(tmp_path / f"rgb16{suffix}"), rgb[..., ::-1])  # OpenCV writes BGR
     image = read_image(tmp_path / f"rgb16{suffix}")
@@ -99,7 +118,7 @@ def test_16bit_rgb_is_scaled_to_8_bits(tmp_path: Path, suffix: str) -> None:
     assert image.dtype == torch.uint8 and torch.equal(image, torch.from_numpy(expected))
 
 
-def test_16bit_grayscale_tiff_is_scaled_not_clipped(tmp_path: Path) -> None:
+def test_16bit_grayscale_tiff_is_reduced_not_clipped(tmp_path: Path) -> None:
     Image.fromarray(VALUES_16).save(tmp_path / "g16.tif")
     assert torch.equal(read_image(tmp_path / "g16.tif")[0], torch.from_numpy(VALUES_8))
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +72,13 @@ def add_check(sub: argparse._SubParsersAction) -> None:
         "check", help="find what is wrong with a dataset before training on it",
         description=(
             "Reads the annotation files of a dataset config (every split) or of one FILE and reports, per split: "
-            "images, boxes and instances per class; missing or unreadable images and size mismatches; boxes of "
-            "zero size or outside the image; unknown category ids and image ids; duplicated image ids; "
-            "configured classes missing from the file or in another order; boxes that look written in the other "
-            "convention (xywh vs xyxy). Exit status 1 when errors are found (also warnings with --strict)."
+            "images, boxes and instances per class; entries with missing keys or wrong types; boxes with NaN or "
+            "infinite coordinates, of zero size or outside the image; unknown category ids and image ids; "
+            "duplicated image ids; configured classes missing from the file or in another order; boxes that look "
+            "written in the other convention (xywh vs xyxy). Every image is decoded as training decodes it (in "
+            "--workers processes): missing, truncated, unreadable and 32-bit files, sizes that differ from the "
+            "file, 16-bit files (reduced to 8 bits) and files with an EXIF orientation tag. Exit status 1 when "
+            "errors are found (also warnings with --strict)."
         ),
         epilog="examples:\n  lightdet-data check dataset=coco paths.data_dir=/data\n"
                "  lightdet-data check ann.json --img-dir images --classes classes.txt --json",
@@ -81,6 +87,11 @@ def add_check(sub: argparse._SubParsersAction) -> None:
     _add_target(p)
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.add_argument("--strict", action="store_true", help="exit with status 1 on warnings too")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="processes decoding the images (default: the CPU cores, at most 8; 0: this process)")
+    p.add_argument("--exif", choices=("ignore", "apply"),
+                   help="EXIF orientation as training will treat it (default: the config's dataset.exif, else "
+                        "ignore)")
     p.set_defaults(func=run_check)
 
 
@@ -97,14 +108,35 @@ def _split_sources(cfg: Any, split: str) -> list[Any]:
         raise UsageError(str(err)) from None
 
 
+@contextmanager
+def _image_progress(quiet: bool) -> Iterator[Any]:
+    """A progress bar on stderr (nothing when it is not a terminal); yields ``start(label) -> progress``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=console, transient=True, disable=quiet or not console.is_terminal)
+
+    def start(label: str) -> Any:
+        task = bar.add_task(f"decoding images: {label}", total=None)
+        return lambda done, total: bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield start
+
+
 def _reports(args: argparse.Namespace) -> list[Any]:
-    from lightdet.data.check import check_annotation_file, check_source
+    from lightdet.data.check import ImagePass, check_annotation_file, check_source
 
     file, overrides = split_target(args.target)
-    if file is not None:
-        return [check_annotation_file(file, args.img_dir, classes=_classes_arg(args.classes), split="file")]
-    cfg = compose_train_config(overrides)
-    return [check_source(src, split) for split in _SPLITS for src in _split_sources(cfg, split)]
+    with _image_progress(args.json) as start:
+        if file is not None:
+            return [check_annotation_file(file, args.img_dir, classes=_classes_arg(args.classes), split="file",
+                                          exif=args.exif or "ignore", workers=args.workers, progress=start(file))]
+        cfg = compose_train_config(overrides)
+        exif = args.exif or cfg.dataset.get("exif", "ignore")
+        return [check_source(src, split, ImagePass(exif, args.workers, start(f"{split} {src.ann_file}")))
+                for split in _SPLITS for src in _split_sources(cfg, split)]
 
 
 def _print_report(console: Console, report: Any) -> None:

@@ -2,7 +2,8 @@
 
 A dataset states its annotation files and reads each one as a COCO dict that keeps the file's raw values
 (no clipping, no dropping; :class:`~lightdet.data.sources.AnnotationSource`), then one set of checks runs
-on it, whatever the format. Findings are :class:`Issue` objects with
+on it, whatever the format, and every image is decoded as training decodes it
+(:mod:`lightdet.data.check_images`, in ``workers`` processes). Findings are :class:`Issue` objects with
 a severity: ``error`` (loading fails or training silently learns the wrong thing), ``warning`` (the
 loader repairs it, e.g. clips or drops a box, or a heuristic suspects a mistake) or ``info``.
 """
@@ -17,13 +18,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
 from lightdet.categories import ClassesSpec, load_class_names
+from lightdet.data.check_images import Progress, check_image_files
+from lightdet.data.coco_format import coco_problems
 from lightdet.data.datasets.files import file_sources
+from lightdet.data.image_io import ExifMode
+from lightdet.data.records import segmentation_problem
 from lightdet.data.sources import AnnotationSource
 
-__all__ = ["Issue", "SplitReport", "check_annotation_file", "check_coco_dict", "check_source"]
+__all__ = ["ImagePass", "Issue", "SplitReport", "check_annotation_file", "check_coco_dict", "check_source"]
 
 Severity = Literal["error", "warning", "info"]
 _EXAMPLES = 5
@@ -67,7 +71,17 @@ class SplitReport:
         return {**asdict(self), "errors": self.errors, "warnings": self.warnings}
 
 
-def _check_images(report: SplitReport, images: list[dict[str, Any]], folder: Path | None) -> None:
+@dataclass(frozen=True)
+class ImagePass:
+    """How the image files are checked: the ``exif`` setting training will use, ``workers`` processes
+    (0: in this one), and a ``progress(done, total)`` callback."""
+
+    exif: ExifMode = "ignore"
+    workers: int = 0
+    progress: Progress | None = None
+
+
+def _check_images(report: SplitReport, images: list[dict[str, Any]], folder: Path | None, how: ImagePass) -> None:
     counts = Counter(int(img.get("id", -1)) for img in images)
     dupes = [str(i) for i, c in counts.items() if c > 1]
     if dupes:
@@ -76,26 +90,22 @@ def _check_images(report: SplitReport, images: list[dict[str, Any]], folder: Pat
     if folder is None:
         report.add("info", "images_not_checked", "no image folder given: image files were not checked")
         return
-    missing, unreadable, wrong_size = [], [], []
-    for img in images:
-        path = folder / str(img.get("file_name", ""))
-        if not path.is_file():
-            missing.append(f"image {img.get('id')}: {path}")
-            continue
-        try:
-            with Image.open(path) as im:
-                size = im.size
-        except OSError as err:
-            unreadable.append(f"image {img.get('id')}: {path} ({err})")
-            continue
-        if size != (img.get("width"), img.get("height")):
-            wrong_size.append(f"image {img.get('id')}: {path} is {size[0]}x{size[1]} (WxH), the file says "
-                              f"{img.get('width')}x{img.get('height')}")
-    for code, found, what in (("missing_image", missing, "image files are missing"),
-                              ("unreadable_image", unreadable, "image files cannot be read"),
-                              ("image_size_mismatch", wrong_size, "images differ in size from the annotation file")):
-        if found:
-            report.add("error", code, f"{len(found)} {what}", found, len(found))
+    check_image_files(report, images, folder, exif=how.exif, workers=how.workers, progress=how.progress)
+
+
+def _check_structure(report: SplitReport, coco: dict[str, Any]) -> bool:
+    """Reports entries with missing keys or values of the wrong type (one issue per section); True if none."""
+    problems = coco_problems(coco)
+    by_section: dict[str, list[str]] = {}
+    for section, message in problems:
+        by_section.setdefault(section, []).append(message)
+    nouns = {"file": "file", "images": "image", "annotations": "annotation", "categories": "category"}
+    for section, messages in by_section.items():
+        what = "the file's structure is wrong" if section == "file" else (
+            f"{len(messages)} `{section}` entr(ies) lack a key or hold a value of the wrong type")
+        report.add("error", f"malformed_{nouns[section]}", f"{what}: nothing else was checked", messages,
+                   len(messages))
+    return not problems
 
 
 def _references(report: SplitReport, coco: dict[str, Any], anns: list[dict[str, Any]]) -> np.ndarray:
@@ -116,10 +126,22 @@ def _references(report: SplitReport, coco: dict[str, Any], anns: list[dict[str, 
     return np.array([int(a["image_id"]) in image_ids for a in anns], dtype=bool)
 
 
+def _finite_boxes(report: SplitReport, anns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reports boxes with NaN or infinite numbers; returns the annotations whose boxes are finite."""
+    raw = np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(raw).all(axis=1)
+    if not finite.all():
+        bad = [a for a, ok in zip(anns, finite) if not ok]
+        report.add("error", "non_finite_box", f"{len(bad)} box(es) have NaN or infinite coordinates (loading the "
+                   "file fails)", [f"annotation {a.get('id')} (image {a['image_id']}): bbox {a['bbox']}"
+                                   for a in bad[:_EXAMPLES]], len(bad))
+    return [a for a, ok in zip(anns, finite) if ok]
+
+
 def _check_boxes(report: SplitReport, coco: dict[str, Any], anns: list[dict[str, Any]], box_format: str) -> None:
     """Zero-size boxes, boxes outside their image, and boxes that look like the other convention."""
     valid = _references(report, coco, anns)
-    anns = [a for a, ok in zip(anns, valid) if ok]
+    anns = _finite_boxes(report, [a for a, ok in zip(anns, valid) if ok])
     if not anns:
         return
     size_of = {int(img["id"]): (img["width"], img["height"]) for img in coco["images"]}
@@ -154,6 +176,20 @@ def _check_boxes(report: SplitReport, coco: dict[str, Any], anns: list[dict[str,
                    f"{int(swapped.sum())} box(es) ({share:.0%}) are invalid as {expected} (this format's convention) "
                    f"but fit the image when read as {other_name}: were they written in the other convention? "
                    "(a common cause of AP = 0)", examples(swapped), int(swapped.sum()))
+
+
+def _check_segmentations(report: SplitReport, coco: dict[str, Any], anns: list[dict[str, Any]]) -> None:
+    """Segmentations that pycocotools cannot rasterise (a dataset with ``with_mask=True`` refuses them)."""
+    size_of = {int(img["id"]): (int(img["height"]), int(img["width"])) for img in coco["images"]}
+    bad = []
+    for a in anns:
+        if a.get("segmentation") and int(a["image_id"]) in size_of:
+            problem = segmentation_problem(a["segmentation"], *size_of[int(a["image_id"])])
+            if problem is not None:
+                bad.append(f"annotation {a.get('id')} (image {a['image_id']}): {problem}")
+    if bad:
+        report.add("warning", "bad_segmentation", f"{len(bad)} segmentation(s) cannot be rasterised (loading with "
+                   "masks fails on them)", bad, len(bad))
 
 
 def _check_classes(report: SplitReport, coco: dict[str, Any], classes: list[str] | None) -> None:
@@ -204,20 +240,20 @@ def _count_instances(report: SplitReport, coco: dict[str, Any], classes: list[st
 
 def check_coco_dict(
     coco: Mapping[str, Any], *, source: str, split: str = "", img_dir: str | PathLike | None = None,
-    classes: Sequence[str] | None = None, box_format: str = "xywh",
+    classes: Sequence[str] | None = None, box_format: str = "xywh", images: ImagePass = ImagePass(),
 ) -> SplitReport:
-    """Runs every check on a raw COCO-style dict (:func:`check_source` reads one from a dataset's file)."""
+    """Runs every check on a raw COCO-style dict (:func:`check_source` reads one from a dataset's file);
+    ``images`` says how the image files under ``img_dir`` are decoded."""
     report = SplitReport(split=split, source=source)
-    coco = dict(coco)
-    anns = list(coco.get("annotations", []))
-    bad = next((a for a in anns if not {"image_id", "category_id", "bbox"} <= set(a) or len(a["bbox"]) != 4), None)
-    if bad is not None:
-        report.add("error", "malformed_annotation", "an annotation lacks image_id/category_id or a 4-number bbox",
-                   [str(bad)[:200]])
+    if not _check_structure(report, coco):  # type: ignore[arg-type]
         return report
-    _check_images(report, list(coco.get("images", [])), Path(img_dir) if img_dir is not None else None)
+    coco = dict(coco)
+    coco.setdefault("images", [])
+    anns = list(coco.get("annotations", []))
+    _check_images(report, list(coco["images"]), Path(img_dir) if img_dir is not None else None, images)
     _check_classes(report, coco, list(classes) if classes is not None else None)
     _check_boxes(report, coco, anns, box_format)
+    _check_segmentations(report, coco, anns)
     _count_instances(report, coco, list(classes) if classes is not None else None)
     return report
 
@@ -228,7 +264,7 @@ def _unreadable(source: str, split: str, err: Exception) -> SplitReport:
     return report
 
 
-def check_source(source: AnnotationSource, split: str = "") -> SplitReport:
+def check_source(source: AnnotationSource, split: str = "", images: ImagePass = ImagePass()) -> SplitReport:
     """Checks one annotation file of a dataset; a file that cannot be read is one error."""
     names = load_class_names(source.classes) if source.classes is not None else None
     try:
@@ -236,18 +272,19 @@ def check_source(source: AnnotationSource, split: str = "") -> SplitReport:
     except (OSError, ValueError, KeyError, TypeError) as err:
         return _unreadable(source.ann_file, split, err)
     return check_coco_dict(coco, source=source.ann_file, split=split, img_dir=source.img_dir, classes=names,
-                           box_format=source.box_format)
+                           box_format=source.box_format, images=images)
 
 
 def check_annotation_file(
     ann_file: str | PathLike, img_dir: str | PathLike | None = None, *, classes: ClassesSpec | None = None,
-    split: str = "",
+    split: str = "", exif: ExifMode = "ignore", workers: int = 0, progress: Progress | None = None,
 ) -> SplitReport:
-    """Checks one annotation file of a built-in format (see :mod:`lightdet.data.datasets.files`)."""
+    """Checks one annotation file of a built-in format (see :mod:`lightdet.data.datasets.files`); ``exif``,
+    ``workers`` and ``progress`` as for :class:`ImagePass`."""
     if classes is not None:
         load_class_names(classes)  # a bad --classes is a usage error, not a finding about the file
     try:
         (source,) = file_sources(ann_file, img_dir, classes=classes)
     except (OSError, ValueError, KeyError, TypeError) as err:
         return _unreadable(str(ann_file), split, err)
-    return check_source(source, split)
+    return check_source(source, split, ImagePass(exif, workers, progress))

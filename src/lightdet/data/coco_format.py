@@ -15,7 +15,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["coco_annotation", "coco_categories", "first_file_name", "polygon_area", "read_json", "read_coco_file"]
+__all__ = [
+    "coco_annotation", "coco_categories", "coco_problems", "first_file_name", "is_integral", "polygon_area",
+    "read_coco_file", "read_json", "require_coco_structure",
+]
 
 
 def read_json(path: str | PathLike, hint: str = "") -> Any:
@@ -29,7 +32,7 @@ def read_json(path: str | PathLike, hint: str = "") -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {str(path)!r} does not exist")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not valid JSON ({err}){hint}") from err
 
@@ -85,3 +88,86 @@ def coco_annotation(
     if segmentation is not None:
         ann["segmentation"] = segmentation
     return ann
+
+
+# -- structure ------------------------------------------------------------------------------------------
+_MAX_PROBLEMS = 1000  # a file broken throughout is described by its first problems
+
+
+def is_integral(value: Any) -> bool:
+    """An integer (or an integral float, as some tools write ids) that fits int64."""
+    integral = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and value.is_integer())
+    return integral and -(2**63) <= value < 2**63
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_CHECKS: dict[str, tuple[Any, str]] = {
+    "int": (is_integral, "an integer"),
+    "size": (lambda v: is_integral(v) and v > 0, "a positive integer"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "box": (lambda v: isinstance(v, list) and len(v) == 4 and all(map(_is_number, v)), "4 numbers"),
+    "flag": (lambda v: v in (0, 1) and (is_integral(v) or isinstance(v, bool)), "0 or 1"),
+    "number": (_is_number, "a number"),
+    "segmentation": (lambda v: isinstance(v, (list, dict)), "a list of polygons or an RLE object"),
+}
+# section -> (what an entry is called, {key: (check, required)})
+_SECTIONS: dict[str, tuple[str, dict[str, tuple[str, bool]]]] = {
+    "images": ("image", {"id": ("int", True), "file_name": ("str", True), "width": ("size", True),
+                         "height": ("size", True)}),
+    "annotations": ("annotation", {"id": ("int", True), "image_id": ("int", True), "category_id": ("int", True),
+                                   "bbox": ("box", True), "iscrowd": ("flag", False), "area": ("number", False),
+                                   "segmentation": ("segmentation", False)}),
+    "categories": ("category", {"id": ("int", True), "name": ("str", True)}),
+}
+
+
+def _entry_problems(entry: Any, section: str, index: int) -> list[tuple[str, str]]:
+    """What is wrong with ``data[section][index]`` (type and presence of the keys lightdet reads)."""
+    noun, fields = _SECTIONS[section]
+    if not isinstance(entry, dict):
+        return [(section, f"{section}[{index}] is {type(entry).__name__} {str(entry)[:40]!r}, not an object")]
+    entry_id = entry.get("id")
+    where = f"{noun} {entry_id} ({section}[{index}])" if is_integral(entry_id) else f"{section}[{index}]"
+    problems = []
+    for key, (check, required) in fields.items():
+        if key not in entry:
+            if required:
+                problems.append((section, f"{where} lacks `{key}`"))
+            continue
+        test, expected = _CHECKS[check]
+        if (entry[key] is not None or required) and not test(entry[key]):
+            problems.append((section, f"{where}: `{key}` must be {expected}, got {str(entry[key])[:60]!r}"))
+    return problems
+
+
+def coco_problems(data: Any) -> list[tuple[str, str]]:
+    """What keeps a parsed COCO file from being read, as ``(section, message)``: a top level that is not an
+    object (section ``"file"``), ``images`` / ``annotations`` / ``categories`` that are not lists, and entries
+    with a missing key or a value of the wrong type. NaN and infinite numbers pass: they are values, which
+    the readers and ``lightdet-data check`` judge. At most 1000 problems."""
+    if not isinstance(data, dict):
+        return [("file", f"the file holds {type(data).__name__}, not a COCO object with images/annotations/"
+                 "categories")]
+    problems: list[tuple[str, str]] = []
+    for section in _SECTIONS:
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            problems.append(("file", f"`{section}` is {type(entries).__name__}, not a list"))
+            continue
+        for index, entry in enumerate(entries):
+            problems += _entry_problems(entry, section, index)
+            if len(problems) >= _MAX_PROBLEMS:
+                return problems[:_MAX_PROBLEMS]
+    return problems
+
+
+def require_coco_structure(data: Any, path: str | PathLike) -> None:
+    """Raises ``ValueError`` naming ``path`` and the first of :func:`coco_problems` (with their count)."""
+    problems = coco_problems(data)
+    if problems:
+        more = f"; {len(problems) - 1} more problem(s) (`lightdet-data check {path}` lists them)"
+        raise ValueError(f"{path}: malformed COCO file: {problems[0][1]}{more if len(problems) > 1 else ''}")

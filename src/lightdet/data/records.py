@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["ImageRecord", "RecordStore", "Segmentation", "decode_masks"]
+__all__ = ["ImageRecord", "RecordStore", "Segmentation", "decode_masks", "segmentation_problem"]
 
 Segmentation = list[list[float]] | Mapping[str, Any]
 """One instance's COCO segmentation: a list of polygons ``[x1, y1, x2, y2, ...]`` or an RLE dict."""
@@ -98,3 +98,66 @@ def decode_masks(segmentations: Sequence[Segmentation], height: int, width: int)
     # pycocotools converts one instance at a time; the decode itself is batched
     rles = [_to_rle(s, height, width) for s in segmentations]
     return np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1))
+
+
+def _rle_string_counts(counts: str) -> list[int] | None:
+    """The run lengths of a compressed RLE string (pycocotools' ``rleFrString``); None when it is malformed.
+
+    pycocotools decodes a malformed string without checks and writes past its buffer, which kills the
+    process; reading it here first turns that into a message naming the annotation.
+    """
+    runs: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(counts) or not 0 <= ord(counts[pos]) - 48 < 64:
+                return None
+            char = ord(counts[pos]) - 48
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            pos, shift = pos + 1, shift + 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs
+
+
+def _rle_problem(rle: Mapping[str, Any], height: int, width: int) -> str | None:
+    size, counts = rle.get("size"), rle.get("counts")
+    if not (isinstance(size, list) and size == [height, width]):
+        return f"its RLE `size` must be [height, width] = [{height}, {width}], got {str(size)[:40]!r}"
+    runs = _rle_string_counts(counts) if isinstance(counts, str) else counts
+    if not (isinstance(runs, list) and all(isinstance(r, int) and 0 <= r < 2**32 for r in runs)
+            and sum(runs) == height * width):
+        return (f"its RLE `counts` must be a compressed string or run lengths (non-negative integers) adding up "
+                f"to height x width = {height * width}, got {str(counts)[:40]!r}")
+    return None
+
+
+def _polygon_problem(polygons: list[Any], height: int, width: int) -> str | None:
+    if not all(isinstance(p, list) and len(p) % 2 == 0 for p in polygons):
+        return f"its segmentation must be polygons (lists of x, y numbers), got {str(polygons)[:40]!r}"
+    try:
+        points = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+    except (TypeError, ValueError):
+        return f"its polygons must hold numbers, got {str(polygons)[:40]!r}"
+    # pycocotools allocates memory in proportion to a polygon's extent: a far-off point exhausts it
+    low, high = np.array([-width, -height]), np.array([2 * width, 2 * height])
+    if not all(((xy >= low) & (xy <= high)).all() for xy in points):
+        return (f"a polygon point is NaN, infinite or more than an image size outside the {width}x{height} "
+                f"image, got {str(polygons)[:40]!r}")
+    return None
+
+
+def segmentation_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """Why ``segmentation`` cannot be rasterised for an image of ``height`` x ``width`` (None when it can):
+    polygons (lists of an even number of x, y numbers within one image size of the image) or an RLE of
+    that size."""
+    if isinstance(segmentation, Mapping):
+        return _rle_problem(segmentation, height, width)
+    if isinstance(segmentation, list):
+        return _polygon_problem(segmentation, height, width)
+    return f"its segmentation must be polygons or an RLE object, got {str(segmentation)[:40]!r}"

@@ -33,7 +33,7 @@ from lightdet.data.image_io import (
     check_exif_mode,
     image_orientation,
     read_image,
-    swaps_sides,
+    size_mismatch_reason,
 )
 from lightdet.data.records import ImageRecord, decode_masks
 from lightdet.structures import DetSample, ImageMeta, clip_boxes
@@ -119,19 +119,9 @@ class LoadImage:
 
 
 def _size_mismatch(record: ImageRecord, hw: tuple[int, int], exif: ExifMode) -> BadImageError:
-    """The error for an image whose decoded ``(H, W)`` is not its annotation size; when the EXIF orientation
-    explains the difference (the sides swapped), it says which ``exif`` setting fits."""
-    said = f"the annotation file says height={record.height}, width={record.width}"
+    """The error for an image whose decoded ``(H, W)`` is not its annotation size."""
     orientation = image_orientation(record.file_path)
-    explained = swaps_sides(orientation) and hw == (record.width, record.height)
-    if explained and exif == "apply":
-        reason = (f"decodes to (H, W) {hw} after applying its EXIF orientation {orientation} (exif=apply) but "
-                  f"{said}: it was annotated as stored; set dataset.exif=ignore")
-    elif explained:
-        reason = (f"decodes to (H, W) {hw} but {said}: it was annotated as displayed (EXIF orientation "
-                  f"{orientation}); set dataset.exif=apply")
-    else:
-        reason = f"decodes to (H, W) {hw} but {said}"
+    reason = size_mismatch_reason(hw, record.height, record.width, orientation, exif)
     return BadImageError.of(record.file_path, reason, "size_mismatch").located(image_id=record.image_id)
 
 

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from lightdet.categories import ClassesSpec, match_categories
-from lightdet.data.coco_format import read_coco_file
+from lightdet.data.coco_format import read_coco_file, require_coco_structure
 from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset, require_path
-from lightdet.data.records import ImageRecord
+from lightdet.data.records import ImageRecord, segmentation_problem
 from lightdet.data.sources import AnnotationSource
 
 __all__ = ["CocoDataset"]
@@ -43,21 +43,28 @@ class _AnnTable:
     segmentations: list[Any]  # [M]
 
 
-def _ann_table(anns: list[dict[str, Any]], ann_file: Path) -> _AnnTable:
-    try:
-        table = _AnnTable(
-            ids=np.array([a["id"] for a in anns], dtype=np.int64),
-            image_ids=np.array([a["image_id"] for a in anns], dtype=np.int64),
-            cat_ids=np.array([a["category_id"] for a in anns], dtype=np.int64),
-            bboxes=np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
-            crowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
-            segmentations=[a.get("segmentation") for a in anns],
+def _ann_table(anns: list[dict[str, Any]]) -> _AnnTable:
+    """The annotations of a file whose structure :func:`require_coco_structure` accepted."""
+    return _AnnTable(
+        ids=np.array([a["id"] for a in anns], dtype=np.int64),
+        image_ids=np.array([a["image_id"] for a in anns], dtype=np.int64),
+        cat_ids=np.array([a["category_id"] for a in anns], dtype=np.int64),
+        bboxes=np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+        crowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
+        segmentations=[a.get("segmentation") for a in anns],
+    )
+
+
+def _check_finite(table: _AnnTable, ann_file: Path) -> None:
+    """A box with a NaN or infinite number is an error in the file, not a box to drop quietly."""
+    bad = ~np.isfinite(table.bboxes).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{ann_file}: annotation {table.ids[i]} (image {table.image_ids[i]}) has a bbox with NaN or infinite "
+            f"numbers {table.bboxes[i].tolist()}; {int(bad.sum())} annotation(s) are affected "
+            f"(`lightdet-data check {ann_file}` lists them)"
         )
-    except (KeyError, TypeError, ValueError) as err:
-        bad = next((a for a in anns if not {"id", "image_id", "category_id", "bbox"} <= set(a)), None)
-        where = f"annotation {bad.get('id', '?')} lacks a key of id/image_id/category_id/bbox" if bad else err
-        raise ValueError(f"{ann_file}: malformed annotations: {where}") from err
-    return table
 
 
 def _check_references(table: _AnnTable, cat_ids: set[int], image_ids: np.ndarray, ann_file: Path) -> None:
@@ -79,22 +86,16 @@ def _check_references(table: _AnnTable, cat_ids: set[int], image_ids: np.ndarray
         )
 
 
-def _check_segmentations(table: _AnnTable, keep: np.ndarray, ann_file: Path) -> None:
-    """With masks, every kept annotation needs polygons or an RLE."""
+def _check_segmentations(table: _AnnTable, keep: np.ndarray, image_wh: np.ndarray, ann_file: Path) -> None:
+    """With masks, every kept annotation needs polygons or an RLE of its image's size (``image_wh [M, 2]``)."""
     for j in keep:
+        where = f"{ann_file}: annotation {table.ids[j]} (image {table.image_ids[j]})"
         if not table.segmentations[j]:
-            raise ValueError(
-                f"{ann_file}: annotation {table.ids[j]} (image {table.image_ids[j]}) has no `segmentation`, "
-                "which with_mask=True needs (use a box-only model, or add the masks)"
-            )
-
-
-def _image_sizes(images: list[dict[str, Any]], ann_file: Path) -> np.ndarray:
-    """``float64 [I, 2]`` (width, height) of every entry of ``images``."""
-    bad = next((img for img in images if not {"id", "file_name", "width", "height"} <= set(img)), None)
-    if bad is not None:
-        raise ValueError(f"{ann_file}: image entry {bad} lacks one of id, file_name, width, height")
-    return np.array([(img["width"], img["height"]) for img in images], dtype=np.float64).reshape(-1, 2)
+            raise ValueError(f"{where} has no `segmentation`, which with_mask=True needs (use a box-only model, "
+                             "or add the masks)")
+        problem = segmentation_problem(table.segmentations[j], int(image_wh[j, 1]), int(image_wh[j, 0]))
+        if problem is not None:
+            raise ValueError(f"{where}: {problem}")
 
 
 class CocoDataset(RecordDataset):
@@ -142,6 +143,7 @@ class CocoDataset(RecordDataset):
         require_path(self.img_dir, "image folder", "img_dir", "CocoDataset")
         self.with_mask = with_mask
         data = read_coco_file(self.ann_file, content)
+        require_coco_structure(data, self.ann_file)
         self.class_names, self.cat_ids = match_categories(
             classes,
             data["categories"],
@@ -171,13 +173,14 @@ class CocoDataset(RecordDataset):
     def _parse(self, data: dict[str, Any], filter_empty: bool) -> list[ImageRecord]:
         """Checks the file and builds one record per kept image."""
         images = data["images"]
-        sizes = _image_sizes(images, self.ann_file)
+        sizes = np.array([(img["width"], img["height"]) for img in images], dtype=np.float64).reshape(-1, 2)
         image_ids = np.array([img["id"] for img in images], dtype=np.int64)
         uniq, counts = np.unique(image_ids, return_counts=True)
         if (counts > 1).any():
             raise ValueError(f"{self.ann_file}: image id {int(uniq[counts > 1][0])} appears more than once")
-        table = _ann_table(data.get("annotations", []), self.ann_file)
+        table = _ann_table(data.get("annotations", []))
         _check_references(table, {int(c["id"]) for c in data["categories"]}, image_ids, self.ann_file)
+        _check_finite(table, self.ann_file)
         # annotation -> its image's index in `images`
         position = np.argsort(image_ids, kind="stable")[np.searchsorted(uniq, table.image_ids)]
         selected = np.isin(table.cat_ids, np.array(self.cat_ids, dtype=np.int64))
@@ -185,7 +188,7 @@ class CocoDataset(RecordDataset):
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         keep = np.flatnonzero(selected & valid)
         if self.with_mask:
-            _check_segmentations(table, keep, self.ann_file)
+            _check_segmentations(table, keep, sizes[position], self.ann_file)
         records = self._group_by_image(images, table, boxes, position, keep)
         empty = sum(1 for r in records if not (~r.ignore).any())
         if filter_empty:

@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from lightdet.categories import ClassesSpec, load_class_names, match_categories
-from lightdet.data.coco_format import coco_annotation, coco_categories, read_json
+from lightdet.data.coco_format import coco_annotation, coco_categories, is_integral, read_json
 from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset, require_path
-from lightdet.data.records import ImageRecord
+from lightdet.data.records import ImageRecord, segmentation_problem
 from lightdet.data.sources import AnnotationSource
 
 __all__ = ["MiddleDataset", "MiddleImage", "middle_as_coco", "read_middle"]
@@ -55,13 +55,27 @@ class MiddleImage:
     segmentations: list[Any] | None  # [N] or None
 
 
+def _numbers(value: Any) -> bool:
+    """A list of numbers or of lists of numbers (no strings, no booleans)."""
+    if isinstance(value, list):
+        return all(_numbers(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _array(ann: dict[str, Any], key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """``ann[key]`` as ``float64 [n, 4]`` boxes (``shape`` ``(0, 4)``) or ``int64 [n]`` labels (``(0,)``)."""
     value = ann.get(key, [])
     try:
-        arr = np.asarray(value, dtype=np.float64 if len(shape) == 2 else np.int64)
-        return arr.reshape(shape) if arr.size == 0 else arr
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{where}: `ann.{key}` must be numbers, got {value!r:.80}") from err
+        if not (isinstance(value, list) and _numbers(value)):
+            raise ValueError
+        arr = np.asarray(value, dtype=np.float64)  # a ragged list raises here
+    except ValueError:
+        raise ValueError(f"{where}: `ann.{key}` must be a list of numbers, got {value!r:.80}") from None
+    if len(shape) == 1:
+        if not (np.isfinite(arr).all() and (arr == np.round(arr)).all() and (np.abs(arr) < 2**62).all()):
+            raise ValueError(f"{where}: `ann.{key}` must be class indices (integers), got {value!r:.80}")
+        arr = arr.astype(np.int64)
+    return arr.reshape(shape) if arr.size == 0 else arr
 
 
 def _check_shape(arr: np.ndarray, key: str, dim: int, where: str) -> None:
@@ -71,6 +85,13 @@ def _check_shape(arr: np.ndarray, key: str, dim: int, where: str) -> None:
         raise ValueError(f"{where}: `ann.{key}` has shape {list(arr.shape)}, expected {expected}")
 
 
+def _integer(item: dict[str, Any], key: str, where: str, positive: bool = False) -> int:
+    value = item[key]
+    if not is_integral(value) or (positive and value <= 0):
+        raise ValueError(f"{where}: `{key}` must be a {'positive ' if positive else ''}integer, got {value!r:.40}")
+    return int(value)
+
+
 def _parse_record(item: Any, index: int, path: Path) -> MiddleImage:
     where = f"{path}: record {index}"
     if not isinstance(item, dict):
@@ -78,7 +99,11 @@ def _parse_record(item: Any, index: int, path: Path) -> MiddleImage:
     missing = [k for k in ("filename", "width", "height") if k not in item]
     if missing:
         raise ValueError(f"{where}: missing key(s) {missing} (expected filename, width, height, ann)")
+    if not isinstance(item["filename"], str):
+        raise ValueError(f"{where}: `filename` must be a string, got {item['filename']!r:.40}")
     where = f"{path}: record {index} ({item['filename']})"
+    width, height = _integer(item, "width", where, True), _integer(item, "height", where, True)
+    image_id = _integer(item, "id", where) if "id" in item else index
     ann = item.get("ann", {})
     if not isinstance(ann, dict):
         raise ValueError(f"{where}: `ann` must be an object with bboxes/labels, got {type(ann).__name__}")
@@ -92,12 +117,11 @@ def _parse_record(item: Any, index: int, path: Path) -> MiddleImage:
                 f"{where}: {len(arrays[boxes])} `ann.{boxes}` but {len(arrays[labels])} `ann.{labels}`"
             )
     segms = ann.get("segmentations")
-    if segms is not None and len(segms) != len(arrays["bboxes"]):
-        raise ValueError(f"{where}: {len(segms)} `ann.segmentations` for {len(arrays['bboxes'])} bboxes")
-    return MiddleImage(
-        image_id=int(item.get("id", index)), filename=str(item["filename"]),
-        width=int(item["width"]), height=int(item["height"]), segmentations=segms, **arrays,
-    )
+    if segms is not None and (not isinstance(segms, list) or len(segms) != len(arrays["bboxes"])):
+        raise ValueError(f"{where}: `ann.segmentations` must be a list of one segmentation per bbox "
+                         f"({len(arrays['bboxes'])}), got {str(segms)[:40]!r}")
+    return MiddleImage(image_id=image_id, filename=item["filename"], width=width, height=height,
+                       segmentations=segms, **arrays)
 
 
 def read_middle(path: str | PathLike, content: Any = None) -> tuple[list[str] | None, list[MiddleImage]]:
@@ -115,9 +139,9 @@ def read_middle(path: str | PathLike, content: Any = None) -> tuple[list[str] | 
     data = read_json(path, "; the middle format is JSON (pickle is not read)") if content is None else content
     classes = None
     if isinstance(data, dict):
-        if "images" not in data or "classes" not in data:
+        if "images" not in data or not isinstance(data.get("classes"), list):
             raise ValueError(f"{path}: expected {{'classes': [...], 'images': [...]}} or a list of records")
-        classes, data = load_class_names(list(data["classes"])), data["images"]
+        classes, data = _file_classes(data["classes"], path), data["images"]
     if not isinstance(data, list):
         raise ValueError(f"{path}: `images` must be a list of records, got {type(data).__name__}")
     images = [_parse_record(item, i, path) for i, item in enumerate(data)]
@@ -126,6 +150,16 @@ def read_middle(path: str | PathLike, content: Any = None) -> tuple[list[str] | 
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"{path}: image id {dup} is used by more than one record")
     return classes, images
+
+
+def _file_classes(classes: list[Any], path: Path) -> list[str]:
+    """The ``classes`` list of a middle-format file, checked by :func:`load_class_names` (naming the file)."""
+    if not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{path}: `classes` must be a list of names, got {str(classes)[:60]!r}")
+    try:
+        return load_class_names(classes)
+    except ValueError as err:
+        raise ValueError(f"{path}: `classes`: {err}") from None
 
 
 def _check_conversion_classes(
@@ -235,17 +269,28 @@ class MiddleDataset(RecordDataset):
         read = partial(middle_as_coco, ann_file, content, classes=classes)
         return [AnnotationSource(str(ann_file), None if img_dir is None else str(img_dir), classes, read, "xyxy")]
 
-    def _record(self, m: MiddleImage, to_label: np.ndarray, num_file_classes: int) -> ImageRecord:
+    def _check_values(self, m: MiddleImage, num_file_classes: int) -> None:
+        """Labels in range, finite boxes and, with masks, a segmentation pycocotools can rasterise per box."""
+        where = f"{self.ann_file}: image {m.image_id} ({m.filename})"
         for key, labels in (("labels", m.labels), ("labels_ignore", m.labels_ignore)):
             bad = labels[(labels < 0) | (labels >= num_file_classes)]
             if bad.size:
-                raise ValueError(
-                    f"{self.ann_file}: image {m.image_id} ({m.filename}): `ann.{key}` has {int(bad[0])}, "
-                    f"expected a class index in 0..{num_file_classes - 1}"
-                )
-        if self.with_mask and m.segmentations is None and len(m.bboxes):
-            raise ValueError(f"{self.ann_file}: image {m.image_id} ({m.filename}) has no `ann.segmentations`, "
-                             "which with_mask=True needs")
+                raise ValueError(f"{where}: `ann.{key}` has {int(bad[0])}, expected a class index in "
+                                 f"0..{num_file_classes - 1}")
+        finite = np.isfinite(np.concatenate((m.bboxes, m.bboxes_ignore))).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{where} has {int((~finite).sum())} box(es) with NaN or infinite numbers")
+        if not self.with_mask:
+            return
+        if m.segmentations is None and len(m.bboxes):
+            raise ValueError(f"{where} has no `ann.segmentations`, which with_mask=True needs")
+        for segmentation in m.segmentations or []:
+            problem = segmentation_problem(segmentation, m.height, m.width)
+            if problem is not None:
+                raise ValueError(f"{where}: a box of `ann.segmentations`: {problem}")
+
+    def _record(self, m: MiddleImage, to_label: np.ndarray, num_file_classes: int) -> ImageRecord:
+        self._check_values(m, num_file_classes)
         boxes = np.concatenate((m.bboxes, m.bboxes_ignore)).clip(0, [m.width, m.height] * 2)
         labels = to_label[np.concatenate((m.labels, m.labels_ignore))]
         ignore = np.arange(len(labels)) >= len(m.labels)

@@ -68,25 +68,50 @@ def _number(obj: ET.Element, key: str, xml_path: Path) -> float:
         raise ValueError(f"{xml_path}: an <object> lacks a numeric <bndbox><{key}> (found {node!r})") from None
 
 
+def _integer(node: ET.Element, key: str, xml_path: Path) -> int:
+    """The integer text of ``node/key`` (0 when absent or empty)."""
+    text = (node.findtext(key) or "").strip()
+    try:
+        value = float(text or 0)
+        if not value.is_integer():
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{xml_path}: <{key}> must be an integer, got {text[:40]!r}") from None
+    return int(value)
+
+
+def _image_size(root: ET.Element, image_path: Path, xml_path: Path) -> tuple[int, int]:
+    """``(width, height)`` from ``<size>``, else from the image's header."""
+    width, height = _integer(root, "size/width", xml_path), _integer(root, "size/height", xml_path)
+    if width > 0 and height > 0:
+        return width, height
+    try:
+        with Image.open(image_path) as img:
+            return img.size
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{xml_path}: no <size>, and its image {image_path} cannot be read ({err})") from None
+
+
 def parse_voc_xml(xml_path: str | PathLike, image_dir: str | PathLike, name: str | None = None) -> VocAnnotation:
-    """Reads one VOC XML file; a missing ``<size>`` is read from the image's header."""
+    """Reads one VOC XML file; a missing ``<size>`` is read from the image's header.
+
+    Raises:
+        ValueError: naming the XML file, when it is missing, not XML, or holds a value that is not a number.
+    """
     xml_path = Path(xml_path)
     try:
         root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, FileNotFoundError) as err:
+    except (ET.ParseError, OSError) as err:
         raise ValueError(f"{xml_path}: cannot read the VOC annotation ({err})") from err
     name = name or xml_path.stem
     filename = (root.findtext("filename") or f"{name}.jpg").strip()
-    width, height = int(float(root.findtext("size/width") or 0)), int(float(root.findtext("size/height") or 0))
-    if width <= 0 or height <= 0:
-        with Image.open(Path(image_dir) / filename) as img:
-            width, height = img.size
+    width, height = _image_size(root, Path(image_dir) / filename, xml_path)
     names, boxes, difficult = [], [], []
     for obj in root.iter("object"):
         names.append((obj.findtext("name") or "").strip())
         x1, y1, x2, y2 = (_number(obj, k, xml_path) for k in ("xmin", "ymin", "xmax", "ymax"))
         boxes.append((x1 - 1, y1 - 1, x2, y2))
-        difficult.append(bool(int(float(obj.findtext("difficult") or 0))))
+        difficult.append(bool(_integer(obj, "difficult", xml_path)))
     return VocAnnotation(
         name=name, filename=filename, width=width, height=height, names=names,
         boxes=np.array(boxes, dtype=np.float64).reshape(-1, 4), difficult=np.array(difficult, dtype=bool),
@@ -96,7 +121,8 @@ def parse_voc_xml(xml_path: str | PathLike, image_dir: str | PathLike, name: str
 def voc_image_ids(names: Sequence[str]) -> list[int]:
     """Integer ids of VOC image names: ``000005 -> 5``, ``2008_000008 -> 2008000008`` (else positions)."""
     stripped = [n.replace("_", "") for n in names]
-    if all(s.isdigit() for s in stripped) and len(set(stripped)) == len(stripped):
+    numeric = all(s.isascii() and s.isdigit() and len(s) < 19 for s in stripped)  # int64 ids
+    if numeric and len({int(s) for s in stripped}) == len(stripped):
         return [int(s) for s in stripped]
     return list(range(1, len(names) + 1))
 
@@ -114,7 +140,14 @@ def read_voc_split(
     if not split_file.is_file():
         raise FileNotFoundError(f"VOC split list {str(split_file)!r} does not exist (ImageSets/Main/<split>.txt)")
     root = Path(root) if root is not None else split_file.parents[2]
-    names = [ln.split()[0] for ln in split_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    try:
+        text = split_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{split_file}: a VOC split list is UTF-8 text, one image name per line ({err})") from None
+    names = [ln.split()[0] for ln in text.splitlines() if ln.strip()]
+    odd = next((n for n in names if not n.isprintable() or "/" in n or "\\" in n), None)
+    if odd is not None:
+        raise ValueError(f"{split_file}: {odd!r} is not an image name (a file name without folder or suffix)")
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise ValueError(f"{split_file}: image {dup!r} is listed more than once")
@@ -217,8 +250,11 @@ class VocDataset(RecordDataset):
         read = partial(voc_as_coco, ann_file, root, classes=classes, ann_subdir=ann_subdir, img_subdir=img_subdir)
         return [AnnotationSource(str(ann_file), str(root / img_subdir), classes, read, "xyxy")]
 
-    @staticmethod
-    def _record(image_id: int, ann: VocAnnotation, img_dir: Path, label_of: dict[str, int]) -> ImageRecord:
+    def _record(self, image_id: int, ann: VocAnnotation, img_dir: Path, label_of: dict[str, int]) -> ImageRecord:
+        finite = np.isfinite(ann.boxes).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"{self.source}: image {ann.name} has {int((~finite).sum())} box(es) with NaN or "
+                             f"infinite numbers in {ann.name}.xml")
         labels = np.array([label_of.get(n, -1) for n in ann.names], dtype=np.int64)
         boxes = ann.boxes.clip(0, [ann.width, ann.height] * 2)
         keep = (labels >= 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
