@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -89,11 +90,13 @@ def _batch_skipping(*images: SkippedImage) -> DetBatch:
 def test_run_summary_logs_each_skipped_image_once_and_lists_it(tmp_path: Path, caplog) -> None:
     bad = SkippedImage(3, "img/a.jpg", "CocoDataset ann.json", "is empty (0 bytes)")
     other = SkippedImage(4, "img/b.jpg", "CocoDataset ann.json", "not found")
-    summary = RunSummary(tmp_path)
+    summary, rank_0 = RunSummary(tmp_path), SimpleNamespace(is_global_zero=True)
     with caplog.at_level(logging.WARNING, logger="lightdet.engine.summary"):
         for batch in (_batch_skipping(bad), _batch_skipping(bad, other), _batch_skipping(bad)):
-            summary.on_train_batch_end(None, None, None, batch, 0)  # type: ignore[arg-type]
-        summary.on_validation_batch_end(None, None, None, _batch_skipping(other), 0)  # type: ignore[arg-type]
+            summary.on_train_batch_end(rank_0, None, None, batch, 0)  # type: ignore[arg-type]
+        summary.on_validation_batch_end(rank_0, None, None, _batch_skipping(other), 0)  # type: ignore[arg-type]
+        RunSummary(tmp_path).on_train_batch_end(SimpleNamespace(is_global_zero=False), None, None,  # type: ignore
+                                                _batch_skipping(bad), 0)
     assert [r.getMessage() for r in caplog.records] == [
         "skipped image img/a.jpg (id 3) of CocoDataset ann.json: is empty (0 bytes) (dataset.on_bad_image=skip)",
         "skipped image img/b.jpg (id 4) of CocoDataset ann.json: not found (dataset.on_bad_image=skip)",
@@ -140,5 +143,6 @@ def test_a_ddp_run_skips_bad_images_of_every_rank_and_lists_them(tmp_path: Path)
     assert {i["file_name"]: i["reason"].split(" (")[0] for i in listed["images"]} == {
         str(on_rank_1): "is truncated", str(on_rank_0): "is empty", str(in_val): "is not an image"}
     logs = "".join(p.read_text() for p in run_dir.glob("train*.log"))
-    for path in (on_rank_0, on_rank_1, in_val):
+    for path in (on_rank_0, on_rank_1, in_val):  # rank 0 logs each image once, the other ranks' at the merge
         assert logs.count(f"skipped image {path} ") == 1, logs
+        assert f"skipped image {path} " in (run_dir / "train.log").read_text()

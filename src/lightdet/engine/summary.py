@@ -37,6 +37,11 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _log_skipped(image: dict[str, Any]) -> None:
+    logger.warning("skipped image %s (id %s) of %s: %s (dataset.on_bad_image=skip)", image["file_name"],
+                   image["image_id"], image["dataset"], image["reason"])
+
+
 class RunSummary(Callback):
     """Records ``val/*`` metrics after every validation and writes ``summary.json`` when fitting ends.
 
@@ -48,9 +53,9 @@ class RunSummary(Callback):
          "skipped_images": {"count": int, "images": [{"image_id", "file_name", "dataset", "reason"}, ...]},
          "output_dir": str}
 
-    Images a dataset skipped (``dataset.on_bad_image=skip``) arrive in the batches' ``meta.skipped``; each
-    is logged as a warning the first time this process sees it, and the ranks' lists are merged at the
-    end of every training epoch.
+    Images a dataset skipped (``dataset.on_bad_image=skip``) arrive in the batches' ``meta.skipped``; the
+    ranks' lists are merged at the end of every training epoch, and rank 0 logs each image once, as a
+    warning: its own when it sees them, the other ranks' at that merge.
 
     Args:
         output_dir: the run directory.
@@ -80,25 +85,29 @@ class RunSummary(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        self._note_skipped(batch)
+        self._note_skipped(batch, trainer.is_global_zero)
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._note_skipped(batch)
+        self._note_skipped(batch, trainer.is_global_zero)
 
-    def _note_skipped(self, batch: Any) -> None:
+    def _note_skipped(self, batch: Any, log: bool) -> None:
         for meta in getattr(batch, "metas", ()):
             for image in meta.skipped:
                 if image.file_name not in self.skipped:
-                    logger.warning("skipped image %s (id %s) of %s: %s (dataset.on_bad_image=skip)",
-                                   image.file_name, image.image_id, image.dataset, image.reason)
                     self.skipped[image.file_name] = asdict(image)
+                    if log:
+                        _log_skipped(self.skipped[image.file_name])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered: list[Any] = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, self.skipped)
-            self.skipped = {file: image for part in gathered for file, image in part.items()}
+            merged = {file: image for part in gathered for file, image in part.items()}
+            if trainer.is_global_zero:
+                for file in sorted(merged.keys() - self.skipped.keys()):
+                    _log_skipped(merged[file])
+            self.skipped = merged
 
     def best(self) -> dict[str, Any]:
         """The best history row by ``monitor`` (``{}`` when nothing was validated)."""
