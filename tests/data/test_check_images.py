@@ -121,3 +121,26 @@ def test_the_cli_fails_on_broken_images_and_prints_them(coco_dir, capsys) -> Non
     out = capsys.readouterr().out
     assert "ERROR truncated_image: 1 image file(s) are truncated" in out
     assert "with dataset.exif=apply they are rotated" in out
+
+
+def test_malformed_entries_are_listed_and_stop_the_other_checks(coco_dir) -> None:
+    data = default_coco()
+    data["annotations"][0]["bbox"] = [2, 3, "x", 8]
+    data["images"][2]["height"] = -20
+    root = coco_dir(default_coco())
+    (root / "ann.json").write_text(json.dumps(data))
+    issues = _issues(check_annotation_file(root / "ann.json", root / "img"))
+    assert set(issues) == {"malformed_image", "malformed_annotation"}
+    assert issues["malformed_image"].examples == ["image 12 (images[2]): `height` must be a positive integer, got '-20'"]
+    assert issues["malformed_annotation"].message == (
+        "1 `annotations` entr(ies) lack a key or hold a value of the wrong type: nothing else was checked")
+
+
+def test_segmentations_that_cannot_be_rasterised_are_a_warning(coco_dir) -> None:
+    data = default_coco()
+    data["annotations"][2]["segmentation"] = {"size": [50, 30], "counts": "corrupt"}
+    root = coco_dir(data)
+    issue = _issues(check_annotation_file(root / "ann.json", root / "img"))["bad_segmentation"]
+    assert issue.severity == "warning"
+    assert issue.examples == ["annotation 3 (image 11): its RLE `counts` must be a compressed string or run lengths "
+                              "(non-negative integers) adding up to height x width = 1500, got 'corrupt'"]
