@@ -80,6 +80,13 @@ def test_schedule_configs(name: str) -> None:
 # (commit 61254c8: `policy: step|cosine` strings in build_warmup_scheduler), so the refactor is proven to
 # give bit-identical lrs. The experiments are those whose schedule differs from its group's file.
 PINNED_CURVES: dict[str, tuple[str, dict[int, float]]] = {
+    # RTMDet's flat-then-cosine, added later; its samples are the hand values: 0.02 x 1e-5 at step 0, 0.02 on
+    # the flat part (to epoch 150), 0.02 x (0.05 + 0.95 x 0.5) = 0.0105 half-way down the cosine, 0.05x at the end
+    "schedule=rtmdet_300e": (
+        "02ed251a105123ece0088e4f0e0cef7fa213d33f9f65c9ac75031ac03430e8d3",
+        {0: 2.0000000000000002e-07, 999: 0.0199800002, 1000: 0.02, 9150: 0.02, 13725: 0.0105,
+         18299: 0.0010000005599524674},
+    ),
     "schedule=1x": (
         "eba49f29ac37e62b2c28fc702e838e23bac3777e8a3c739e5381f2cb2dc12ff4",
         {0: 2e-05, 1: 5.996000000000001e-05, 250: 0.01001, 368: 0.01472528, 487: 0.019480519999999998,
