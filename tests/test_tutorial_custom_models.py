@@ -71,7 +71,7 @@ def _class_path(obj: object) -> str:
 def test_tutorial_writes_the_files_it_uses(project: Path) -> None:
     files = {str(p.relative_to(project)) for p in project.rglob("*.*")}
     assert {"my_project/backbones.py", "my_project/necks.py", "my_project/heads.py", "my_project/losses.py",
-            "my_configs/model/backbone/mobilenet_v2.yaml", "my_configs/model/neck/pafpn.yaml",
+            "my_configs/model/backbone/mobilenet_v2.yaml", "my_configs/model/neck/my_pafpn.yaml",
             "my_configs/model/neck/fpn_mobilenetv2.yaml",
             f"my_configs/{EXPERIMENT.replace('=', '/')}.yaml"} <= files  # fmt: skip
     assert any(EXPERIMENT in c for c in COMMANDS) and sum("--config-dir my_configs" in c for c in COMMANDS) >= 6
