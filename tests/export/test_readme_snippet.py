@@ -74,7 +74,7 @@ def test_snippet_runs_with_numpy_pillow_onnxruntime_only(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = [line.split(" ", 2) for line in proc.stdout.strip().splitlines()]
-    decoded = np.asarray(Image.open(work / "street.jpg").convert("RGB"))
+    decoded = np.array(Image.open(work / "street.jpg").convert("RGB"))
     det = lightdet.Predictor.from_export(work / "model.onnx").predict(decoded)
     det = det[det.scores >= 0.5]
     assert len(printed) == len(det) > 0
