@@ -23,7 +23,12 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from lightdet.checkpoint.from_hf import convert_hf_state_dict, hf_class_names, hf_model_overrides, read_hf_folder
+from lightdet.checkpoint.from_hf import (
+    convert_hf_state_dict,
+    hf_class_names,
+    hf_model_overrides,
+    read_hf_folder,
+)
 from lightdet.checkpoint.report import check_against_target
 from lightdet.composition import compose_config
 from lightdet.structures import DetBatch, ImageMeta

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lightdet.models.detr.box_ops import cxcywh_to_xyxy
 from lightdet.models.detr.decoder import DecoderOutput
 from lightdet.models.detr.denoising import DenoisingQueries
 from lightdet.models.detr.fdr import box_to_distance
-from lightdet.models.detr.box_ops import cxcywh_to_xyxy
 from lightdet.models.detr.losses import (
     decoupled_distillation_loss,
     distillation_mix,

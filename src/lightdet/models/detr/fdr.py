@@ -9,7 +9,6 @@ score from the distributions' peakedness to the class logits.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightdet.models.detr.blocks import MLP
