@@ -70,3 +70,14 @@ class ConvModule(nn.Module):
         if self.norm_name is not None:
             x = getattr(self, self.norm_name)(x)
         return nn.functional.relu(x) if self.relu else x
+
+
+#: BatchNorm layers whose running statistics ``norm_eval`` freezes.
+BN_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def freeze_bn_statistics(module: nn.Module) -> None:
+    """Puts every BatchNorm of ``module`` in eval mode (a backbone's ``norm_eval``), after ``train()``."""
+    for m in module.modules():
+        if isinstance(m, BN_TYPES):
+            m.eval()

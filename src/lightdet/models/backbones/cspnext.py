@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from lightdet.models.backbones.csp_layers import ConvNormAct, CSPLayer, SPPBottleneck, conv_unit
-from lightdet.models.layers import NORM_NAMES
+from lightdet.models.layers import NORM_NAMES, freeze_bn_statistics
 
 # per stage (P5 arch): input width, output width, CSP blocks, residual blocks, SPP
 _P5 = (
@@ -22,7 +22,6 @@ _P5 = (
     (256, 512, 6, True, False),
     (512, 1024, 3, False, True),
 )
-_BN_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
 class CSPNeXt(nn.Module):
@@ -101,9 +100,7 @@ class CSPNeXt(nn.Module):
         for module in self._frozen_modules():
             module.eval()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BN_TYPES):
-                    m.eval()
+            freeze_bn_statistics(self)
         return self
 
     def forward(self, x: Tensor) -> list[Tensor]:

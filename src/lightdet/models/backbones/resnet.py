@@ -15,7 +15,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 
-from lightdet.models.layers import NORM_NAMES, build_norm
+from lightdet.models.layers import NORM_NAMES, build_norm, freeze_bn_statistics
 
 # depth -> (block type, blocks per stage)
 _ARCH: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
@@ -25,7 +25,6 @@ _ARCH: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
     101: (tv_resnet.Bottleneck, (3, 4, 23, 3)),
     152: (tv_resnet.Bottleneck, (3, 8, 36, 3)),
 }
-_BN_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
 def _check_depth(depth: int) -> None:
@@ -136,9 +135,7 @@ class ResNet(nn.Module):
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BN_TYPES):
-                    m.eval()
+            freeze_bn_statistics(self)
         return self
 
     def load_weights(self, weights: str) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightdet.models.layers import BN_TYPES
+
 HF_CACHE = "hf_cache"
 _HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-_BN_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
 def _timm() -> Any:
@@ -99,7 +100,7 @@ class TimmBackbone(nn.Module):
             frozen = any(
                 f"{module_name}.{p}" in self._frozen for p, _ in module.named_parameters(recurse=False)
             )
-            if frozen or (mode and self.norm_eval and isinstance(module, _BN_TYPES)):
+            if frozen or (mode and self.norm_eval and isinstance(module, BN_TYPES)):
                 module.eval()
         return self
 

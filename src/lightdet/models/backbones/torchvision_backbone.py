@@ -13,9 +13,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from lightdet.models.layers import NORM_NAMES, build_norm
+from lightdet.models.layers import NORM_NAMES, build_norm, freeze_bn_statistics
 
-_BN_TYPES = (nn.BatchNorm2d, nn.SyncBatchNorm)
 # families whose builders take a BatchNorm ``norm_layer`` (ConvNeXt's is its LayerNorm)
 _BN_FAMILIES = ("mobilenet_", "efficientnet_")
 FAMILIES = ("mobilenet_v2", "mobilenet_v3_", "efficientnet_", "convnext_")
@@ -80,9 +79,7 @@ class TorchvisionBackbone(nn.Module):
         for module in self._frozen_modules():
             module.eval()
         if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BN_TYPES):
-                    m.eval()
+            freeze_bn_statistics(self)
         return self
 
     def forward(self, x: Tensor) -> list[Tensor]:
