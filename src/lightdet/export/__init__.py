@@ -10,12 +10,12 @@ Nothing here imports ``onnx`` or ``onnxruntime`` until an ONNX file is written o
 """
 
 from lightdet.export.errors import ExportError, ParityError
-from lightdet.export.folding import fold_batchnorm
 from lightdet.export.graph import ExportGraph, GraphHead, SupportsExport, build_graph, build_head
 from lightdet.export.metadata import FORMATS, ExportMetadata, exported_format, read_metadata
 from lightdet.export.parity import ParityReport, assert_parity, compare_detections
 from lightdet.export.runtime import ExportedDetector, ExportedRunner, exported_runner, load_export
 from lightdet.export.writers import ExportOptions, export_detector
+from lightdet.models.folding import fold_batchnorm
 
 __all__ = [
     "FORMATS",

@@ -19,9 +19,9 @@ from torch import nn
 
 import lightdet
 from lightdet.export.errors import ExportError
-from lightdet.export.folding import fold_batchnorm
 from lightdet.export.graph import ExportGraph, build_graph
 from lightdet.export.metadata import EXTRA_FILE, FORMATS, METADATA_KEY, ExportMetadata
+from lightdet.models.folding import fold_batchnorm
 from lightdet.models.ops.roi_extractor import MultiLevelRoIAlign
 
 #: Example size traced for a dynamic ExportedProgram: every pyramid level up to stride 128 has two or more rows
@@ -46,7 +46,7 @@ class ExportOptions:
         batch: images per call, fixed.
         opset: ONNX opset (11 or later; RoIAlign with ``aligned=True`` needs 16).
         half: float16 network on CUDA (normalisation and post-processing stay float32).
-        fold_norms: fold inference-time BatchNorm into the convolutions (:mod:`lightdet.export.folding`).
+        fold_norms: fold inference-time BatchNorm into the convolutions (:mod:`lightdet.models.folding`).
     """
 
     format: str = "onnx"

@@ -6,12 +6,11 @@ import copy
 
 import pytest
 import torch
+from one_stage_builders import build_tiny_fcos
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from conftest import seeded_model
-from lightdet.export import fold_batchnorm
-from lightdet.export.folding import find_foldable_pairs
+from lightdet.models.folding import find_foldable_pairs, fold_batchnorm
 from lightdet.models.layers import ConvModule
 
 
@@ -40,7 +39,8 @@ def test_folded_conv_equals_conv_then_norm(norm: type[nn.Module]) -> None:
 
 def test_backbone_norms_fold_and_detections_stay() -> None:
     """Every BatchNorm of the tiny ResNet-18 folds; the FCOS GroupNorm towers stay (not a per-channel map)."""
-    model = seeded_model("fcos")
+    torch.manual_seed(0)
+    model = build_tiny_fcos().eval()
     randomise_norms(model)
     folded = copy.deepcopy(model)
     count = fold_batchnorm(folded)
