@@ -26,9 +26,36 @@ def test_synthetic_batch_is_uint8_of_the_asked_size():
 
 def test_benchmark_a_config_model():
     model = bench.load_model("retinanet_small", num_classes=3)
+    trained_params = count_parameters(model)
     result = benchmark(model, size=(64, 96), batch=2, warmup=0, repeats=2)
-    assert result.params_m == pytest.approx(count_parameters(model) / 1e6)
+    assert result.params_m == pytest.approx(trained_params / 1e6)  # counted as trained, before folding
+    assert result.backend == "eager"
     assert result.gflops > 0 and result.median_s > 0 and result.images_per_s == pytest.approx(2 / result.median_s)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_benchmark_times_the_inference_rewrite_unless_as_built(optimize):
+    """The default times what Predictor and lightdet-test run: BatchNorm folded, channels-last weights."""
+    model = bench.load_model("faster_rcnn_small", num_classes=3)
+    benchmark(model, size=(64, 64), warmup=0, repeats=1, flops=False, optimize=optimize)
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    nhwc = model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (has_bn, nhwc) == ((False, True) if optimize else (True, False))
+
+
+def test_benchmark_an_exported_file_with_its_runtime(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from lightdet.export import ExportOptions, export_detector
+
+    torch.manual_seed(0)
+    model = bench.load_model("retinanet_small", num_classes=3).eval()
+    path = tmp_path / "m.onnx"
+    export_detector(model, path, ExportOptions(format="onnx", dynamic=True), class_names=["a", "b", "c"])
+    result = benchmark(bench.load_model(str(path), num_classes=3), size=(64, 96), warmup=0, repeats=1)
+    assert result.backend == "onnxruntime" and result.params_m is None and result.gflops is None
+    assert bench.main([str(path), "--size", "64", "96", "--warmup", "0", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "n/a parameters" in out and "cpu 32 onnxruntime" in out
 
 
 def test_half_precision_on_the_cpu_is_refused():

@@ -55,6 +55,8 @@ ALLOWED: dict[str, str] = {
     "dataset.datamodule.val._target_": "as dataset.datamodule.train._target_",
     "callbacks.run_report*": "the run report (plots/) is a default callback",
     "callbacks.val_images*": "predictions on validation images, logged to TensorBoard, are a default callback",
+    "module.optimize_inference": "new key: evaluation runs a copy with BatchNorm folded and channels-last "
+    "weights (the same detections, parity-tested); true",
 }
 
 

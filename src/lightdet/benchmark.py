@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from lightdet.models.folding import optimize_for_inference
 from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 __all__ = ["BenchResult", "synthetic_batch", "count_parameters", "count_flops", "time_calls", "benchmark"]
@@ -28,7 +29,7 @@ PRECISIONS = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat1
 class BenchResult:
     """One benchmark: sizes, cost and the timing statistics (seconds per batch)."""
 
-    params_m: float
+    params_m: float | None
     gflops: float | None
     batch: int
     size: tuple[int, int]
@@ -104,9 +105,15 @@ def benchmark(
     warmup: int = 3,
     repeats: int = 10,
     flops: bool = True,
-    channels_last: bool = False,
+    optimize: bool = True,
 ) -> BenchResult:
     """Measures ``model.predict`` on ``batch`` synthetic images of ``size = (height, width)``.
+
+    With ``optimize`` (the default, as ``Predictor`` and ``lightdet-test`` run) the model is first rewritten in
+    place by :func:`~lightdet.models.optimize_for_inference` (BatchNorm folded, channels-last weights); the
+    parameter count is taken before, as trained. An exported file's runner
+    (:class:`~lightdet.export.runtime.ExportedDetector`, ``backend`` ``onnxruntime`` ...) is timed as it is;
+    its parameters and FLOPs are not counted (None).
 
     Raises:
         ValueError: an unknown precision, or half precision on the CPU.
@@ -116,9 +123,13 @@ def benchmark(
     dev = torch.device(device)
     if dev.type == "cpu" and precision == "16-mixed":
         raise ValueError("precision=16-mixed needs a CUDA device; on the CPU use 32 or bf16-mixed")
-    model = model.to(dev).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    backend = str(getattr(model, "backend", "eager"))
+    eager = backend == "eager"
+    if eager:
+        model = model.to(dev).eval()
+    params = count_parameters(model) if eager else None
+    if optimize and eager:
+        optimize_for_inference(model)
     data = synthetic_batch(batch, *size).to(dev)
     dtype = PRECISIONS[precision]
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else nullcontext()
@@ -128,11 +139,11 @@ def benchmark(
         with autocast:
             return model.predict(data)
 
-    gflops = count_flops(run) / 1e9 / batch if flops else None
+    gflops = count_flops(run) / 1e9 / batch if flops and eager else None
     times = time_calls(run, warmup=warmup, repeats=repeats, device=dev)
     ordered = sorted(times)
     return BenchResult(
-        params_m=count_parameters(model) / 1e6, gflops=gflops, batch=batch, size=size, device=str(dev),
-        precision=precision, backend="eager", median_s=statistics.median(times),
+        params_m=None if params is None else params / 1e6, gflops=gflops, batch=batch, size=size,
+        device=str(dev), precision=precision, backend=backend, median_s=statistics.median(times),
         p90_s=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], runs=repeats,
     )  # fmt: skip

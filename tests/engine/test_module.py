@@ -211,6 +211,40 @@ def test_validate_without_evaluator_and_test_and_predict(
     assert len(predictions) == 3 and all(isinstance(d, Detections) for batch in predictions for d in batch)
 
 
+class RecordingDetector(FakeDetector):
+    """Records, at each ``predict``, whether it is the trained instance and the conv weight's layout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, padding=1)  # a 1x1 weight is contiguous in both layouts
+
+    def predict(self, batch: DetBatch) -> list[Detections]:
+        SEEN.append((self is TRAINED[0], self.conv.weight.is_contiguous(memory_format=torch.channels_last)))
+        return super().predict(batch)
+
+
+SEEN: list[tuple[bool, bool]] = []
+TRAINED: list[nn.Module] = []
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_evaluation_runs_an_optimized_copy(loader: DataLoader, optimize: bool) -> None:
+    """Validation, test and predict run an optimised copy (channels-last weights); the trained detector, the
+    state dict and training are untouched. ``optimize_inference=False`` runs the detector itself."""
+    SEEN.clear()
+    detector = RecordingDetector()
+    TRAINED[:] = [detector]
+    module = _module(detector, optimize_inference=optimize)
+    keys = set(module.state_dict())
+    _trainer(max_epochs=1).fit(module, loader, loader)
+    _trainer().test(module, loader)
+    _trainer().predict(module, loader)
+    assert len(SEEN) == 9 and set(SEEN) == ({(False, True)} if optimize else {(True, False)})
+    assert set(module.state_dict()) == keys and not module._eval_copy
+    assert not detector.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert isinstance(detector.bn, nn.BatchNorm2d)
+
+
 def test_auto_scale_lr_and_paramwise(loader: DataLoader) -> None:
     paramwise = ParamGroupRules(norm_decay_mult=0.0, custom_keys={"shift": PrefixRule(lr_mult=0.5)})
     module = _module(auto_scale_lr=True, batch_size=2, base_batch_size=16, paramwise=paramwise)

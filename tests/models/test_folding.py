@@ -6,12 +6,16 @@ import copy
 
 import pytest
 import torch
-from one_stage_builders import build_tiny_fcos
+from mask_model_builders import build_tiny_cascade, build_tiny_mask_rcnn
+from model_builders import build_tiny_detector, make_sample
+from one_stage_builders import build_tiny_fcos, build_tiny_retinanet
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from lightdet.models.folding import find_foldable_pairs, fold_batchnorm
+from lightdet.export.parity import assert_parity
+from lightdet.models.folding import find_foldable_pairs, fold_batchnorm, optimize_for_inference
 from lightdet.models.layers import ConvModule
+from lightdet.structures import DetBatch
 
 
 def randomise_norms(model: nn.Module) -> None:
@@ -92,3 +96,30 @@ def test_conv_with_other_users_is_not_folded(module: type[nn.Module]) -> None:
 def test_conv_module_pairs_are_found_by_name() -> None:
     model = nn.Sequential(ConvModule(3, 8, 3, padding=1, norm="BN", relu=True)).eval()
     assert find_foldable_pairs(model) == [("0.conv", "0.bn")]
+
+
+BUILDERS = {
+    "faster_rcnn": build_tiny_detector,
+    "mask_rcnn": build_tiny_mask_rcnn,
+    "cascade_mask_rcnn": build_tiny_cascade,
+    "retinanet": build_tiny_retinanet,
+    "fcos": build_tiny_fcos,
+}
+
+
+@pytest.mark.parametrize("family", sorted(BUILDERS))
+def test_optimized_model_gives_the_same_detections(family: str) -> None:
+    """What Predictor and lightdet-test run (folded norms, channels-last weights) detects what the model as
+    trained detects: the export parity criteria (boxes 1e-2 px, scores 1e-4, labels, masks IoU 0.99)."""
+    torch.manual_seed(0)
+    model = BUILDERS[family]().eval()
+    randomise_norms(model)
+    fast = optimize_for_inference(copy.deepcopy(model))
+    assert not any(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) for m in fast.modules())
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    batch = DetBatch.collate([make_sample(96, 128, seed=3), make_sample(80, 112, seed=4)])
+    with torch.inference_mode():
+        reference, candidate = model.predict(batch), fast.predict(batch)
+    assert sum(len(d) for d in reference) > 0
+    assert_parity(reference, candidate, what=f"optimized {family}")

@@ -6,6 +6,8 @@ Examples::
     lightdet-bench faster_rcnn --size 800 1216 --repeats 20                    a model config, random weights
     lightdet-bench faster_rcnn --device cuda --precision 16-mixed --batch 8   GPU, mixed precision
     lightdet-bench retinanet --json bench.json                                also write the numbers
+    lightdet-bench model.onnx --size 800 1216                                 an export, with ONNX Runtime
+    lightdet-bench faster_rcnn --as-built                                     without BatchNorm folding / NHWC
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", help="a lightdet checkpoint (.ckpt) or a model config name (conf/model, e.g. faster_rcnn)")
+    parser.add_argument("target", help="a lightdet checkpoint (.ckpt), a file written by lightdet-export (.onnx, .torchscript, .pt2: timed with its runtime) or a model config name (conf/model, e.g. faster_rcnn)")
     parser.add_argument("--size", nargs=2, type=int, default=[800, 1216], metavar=("H", "W"), help="input height and width (default 800 1216)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default cpu)")
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs (default 10)")
     parser.add_argument("--num-classes", type=int, default=80, help="classes of a model config name (default 80)")
-    parser.add_argument("--channels-last", action="store_true", help="run the network in channels_last memory format")
+    parser.add_argument("--as-built", action="store_true", help="time the model as trained: no BatchNorm folding, no channels-last weights (lightdet.models.optimize_for_inference, which inference applies by default)")
     parser.add_argument("--no-flops", action="store_true", help="skip counting FLOPs")
     parser.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     return parser  # fmt: skip
@@ -55,15 +57,16 @@ def load_model(target: str, num_classes: int) -> nn.Module:
     from lightdet.inference import Predictor
 
     if Path(target).is_file():
-        return Predictor.from_checkpoint(target, device="cpu").model
+        return Predictor.from_checkpoint(target, device="cpu", optimize=False).model
     cfg = compose_config(None, [f"+model={target}", f"+dataset.num_classes={num_classes}"])
     return instantiate(cfg.model, _convert_="all")
 
 
 def format_result(name: str, r: BenchResult) -> str:
     flops = "n/a" if r.gflops is None else f"{r.gflops:.1f} GFLOPs/image"
+    params = "n/a" if r.params_m is None else f"{r.params_m:.2f} M"
     return "\n".join([
-        f"{name}: {r.params_m:.2f} M parameters, {flops} at {r.size[0]}x{r.size[1]}",
+        f"{name}: {params} parameters, {flops} at {r.size[0]}x{r.size[1]}",
         f"  {r.device} {r.precision} {r.backend}, batch {r.batch}: median {r.median_s * 1000:.1f} ms, "
         f"p90 {r.p90_s * 1000:.1f} ms over {r.runs} runs, {r.images_per_s:.2f} images/s",
     ])  # fmt: skip
@@ -81,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = benchmark(
             model, size=tuple(args.size), batch=args.batch, device=args.device, precision=args.precision,
-            warmup=args.warmup, repeats=args.repeats, flops=not args.no_flops, channels_last=args.channels_last,
+            warmup=args.warmup, repeats=args.repeats, flops=not args.no_flops, optimize=not args.as_built,
         )  # fmt: skip
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

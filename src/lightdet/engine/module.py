@@ -6,6 +6,7 @@ per-iteration lr schedule, and the evaluation loop (process -> gather across ran
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from lightdet.engine.optim import ParamGroup, ParamGroupRules, build_optimizer, scale_lr
 from lightdet.evaluation import CocoEvaluator, EvalResult
+from lightdet.models.folding import optimize_for_inference
 from lightdet.structures import DetBatch, Detections
 
 __all__ = ["CONFIG_KEY", "DetectionModule", "NonFiniteLossError"]
@@ -84,6 +86,9 @@ class DetectionModule(L.LightningModule):
         freeze: names of detector submodules (``backbone``, ``neck``, ``rpn_head``, ``backbone.layer1`` ...)
             whose parameters get no gradient and whose norm layers stay in eval mode, e.g. to fine-tune only
             the heads; they are left out of the optimizer.
+        optimize_inference: validation, test and predict run an eval-mode copy of the detector rewritten by
+            :func:`~lightdet.models.optimize_for_inference` (BatchNorm folded into the convs, channels-last
+            weights), made once per evaluation epoch; the trained detector is not changed.
 
     Attributes:
         last_eval: the last validation/test :class:`~lightdet.evaluation.EvalResult` (None before any).
@@ -104,6 +109,7 @@ class DetectionModule(L.LightningModule):
         batch_size: int | None = None,
         print_tables: bool = True,
         freeze: Sequence[str] = (),
+        optimize_inference: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(paramwise, Mapping):
@@ -127,6 +133,9 @@ class DetectionModule(L.LightningModule):
         self.batch_size = batch_size
         self.print_tables = print_tables
         self.frozen = freeze_submodules(detector, freeze)
+        self.optimize_inference = optimize_inference
+        # The evaluation copy lives outside the module tree: it must not enter the state dict or checkpoints.
+        self._eval_copy: list[nn.Module] = []
         # A trial build fails at construction, not after the first epoch's data loading: a bad optimizer
         # argument, an optimizer without a default lr, a model with nothing left to train.
         build_optimizer(optimizer, detector, self.paramwise)
@@ -184,12 +193,26 @@ class DetectionModule(L.LightningModule):
         )
 
     # -- evaluation -----------------------------------------------------------------------------------
+    def inference_detector(self) -> nn.Module:
+        """The detector that validation, test and predict run: with ``optimize_inference``, an optimised copy
+        (made on the first call of an evaluation epoch, after EMA has swapped its weights in); else the
+        detector itself. A detector without convolutions (an exported file's runner) is used as it is."""
+        if not self.optimize_inference or not any(isinstance(m, nn.Conv2d) for m in self.detector.modules()):
+            return self.detector
+        if not self._eval_copy:
+            self._eval_copy.append(optimize_for_inference(copy.deepcopy(self.detector)))
+        return self._eval_copy[0]
+
     def on_validation_epoch_start(self) -> None:
+        self._eval_copy.clear()
         if self.evaluator is not None:
             self.evaluator.reset()
 
     def on_test_epoch_start(self) -> None:
         self.on_validation_epoch_start()
+
+    def on_predict_epoch_start(self) -> None:
+        self._eval_copy.clear()
 
     def validation_step(self, batch: DetBatch, batch_idx: int) -> None:
         self._evaluate_batch(batch)
@@ -198,16 +221,21 @@ class DetectionModule(L.LightningModule):
         self._evaluate_batch(batch)
 
     def predict_step(self, batch: DetBatch, batch_idx: int, dataloader_idx: int = 0) -> list[Detections]:
-        return self.detector.predict(batch)
+        return self.inference_detector().predict(batch)
 
     def on_validation_epoch_end(self) -> None:
+        self._eval_copy.clear()
         self._finish_evaluation("val")
 
     def on_test_epoch_end(self) -> None:
+        self._eval_copy.clear()
         self._finish_evaluation("test")
 
+    def on_predict_epoch_end(self) -> None:
+        self._eval_copy.clear()
+
     def _evaluate_batch(self, batch: DetBatch) -> None:
-        detections = self.detector.predict(batch)
+        detections = self.inference_detector().predict(batch)
         if self.evaluator is not None:
             self.evaluator.process(detections, batch.metas)
 

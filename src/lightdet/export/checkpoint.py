@@ -69,7 +69,7 @@ def export_checkpoint(
     from lightdet.api import stored_config
     from lightdet.inference import Predictor
 
-    eager = Predictor.from_checkpoint(ckpt, device="cpu")
+    eager = Predictor.from_checkpoint(ckpt, device="cpu", optimize=False)  # the model as trained
     policy = input_size_policy(eager.transforms)
     options = resolve_options(options, dynamic, policy)
     config = OmegaConf.to_container(stored_config(ckpt), resolve=False)

@@ -38,6 +38,9 @@ class ExportedRunner(ABC):
         metadata: its :class:`~lightdet.export.metadata.ExportMetadata`.
     """
 
+    #: what runs the file: ``onnxruntime``, ``torchscript`` or ``exported_program``
+    backend: str
+
     def __init__(self, path: Path, metadata: ExportMetadata) -> None:
         self.path, self.metadata = path, metadata
 
@@ -97,6 +100,8 @@ class ExportedRunner(ABC):
 class OnnxRuntimeRunner(ExportedRunner):
     """An ``.onnx`` file in an ONNX Runtime session (CUDA provider when asked for and installed)."""
 
+    backend = "onnxruntime"
+
     def __init__(
         self,
         path: Path,
@@ -143,6 +148,7 @@ class TorchRunner(ExportedRunner):
         else:
             self.module = torch.export.load(str(path), extra_files=extra).module()
         super().__init__(path, ExportMetadata.from_json(extra[EXTRA_FILE], str(path)))
+        self.backend = fmt
         self.device = torch.device(self.metadata.device)
         if fmt == "torchscript":
             self.module = self.module.to(self.device)
@@ -213,6 +219,7 @@ class ExportedDetector(nn.Module):
         super().__init__()
         self.runner = runner
         self.metadata = runner.metadata
+        self.backend = runner.backend
 
     def forward(self, batch: DetBatch) -> list[Detections]:
         return self.predict(batch)

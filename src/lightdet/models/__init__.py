@@ -16,6 +16,7 @@ from lightdet.models.backbones import (
 from lightdet.models.dense_heads import FCOSHead, Proposals, RetinaHead, RPNHead, RTMDetHead
 from lightdet.models.detectors import Detector, SingleStageDetector, TwoStageDetector, to_original
 from lightdet.models.detr import RTDETR
+from lightdet.models.folding import fold_batchnorm, optimize_for_inference
 from lightdet.models.layers import ConvModule, build_norm
 from lightdet.models.losses import (
     BoundedIoULoss,
@@ -68,6 +69,8 @@ __all__ = [
     "FCOSAssigner",
     "FCOSHead",
     "FocalLoss",
+    "fold_batchnorm",
+    "optimize_for_inference",
     "GHMCLoss",
     "IoULoss",
     "PAFPN",

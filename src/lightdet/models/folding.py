@@ -1,5 +1,6 @@
 """Folding inference-time BatchNorm into the convolution before it (exact: ``y = s * conv(x) + t`` becomes one
-conv with weight ``s * W`` and bias ``s * b + t``).
+conv with weight ``s * W`` and bias ``s * b + t``), and :func:`optimize_for_inference`, the rewrites that every
+inference path applies (``Predictor``, ``lightdet-test``, ``lightdet-infer``, ``lightdet-bench``, export).
 
 A pair is folded only where that is exact: the norm is a :class:`~torchvision.ops.FrozenBatchNorm2d` or a
 ``BatchNorm2d`` / ``SyncBatchNorm`` in eval mode with running statistics, and the graph (``torch.fx``) shows
@@ -103,3 +104,22 @@ def fold_batchnorm(model: nn.Module) -> int:
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, attribute, nn.Identity())
     return len(pairs)
+
+
+def optimize_for_inference(model: nn.Module, *, fold_norms: bool = True, channels_last: bool = True) -> nn.Module:
+    """Puts ``model`` in eval mode and rewrites it, in place, for inference only (no training afterwards):
+
+    - ``fold_norms``: every exactly foldable BatchNorm is folded into its conv (:func:`fold_batchnorm`); the
+      state dict loses those norms' keys, so load weights before calling this.
+    - ``channels_last``: parameters and buffers of 4-D shape are stored channels-last (NHWC), so that the
+      convolutions run oneDNN's (CPU) or cuDNN's (GPU) NHWC kernels and hand NHWC activations to each other
+      without a layout conversion per layer. Inputs may stay NCHW: a conv with an NHWC weight returns NHWC.
+
+    The detections are the same up to float rounding (the parity tests compare them). Returns ``model``.
+    """
+    model.eval()
+    if fold_norms:
+        fold_batchnorm(model)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
