@@ -1,16 +1,18 @@
 """Eager PyTorch vs ONNX Runtime vs TorchScript: the same detector, weights and image, side by side on this CPU.
 
 For each model config, builds the detector with seeded random weights (class 0 made likely, so that a trained
-model's load reaches NMS and the mask heads, see ``make_class_zero_likely``), exports it with
-``lightdet.export`` (BatchNorm folded, dynamic sizes), and times ``predict`` of one image in the three
-runtimes, alternating between them, after a warm-up. Prints the median latency of each and the ratio to eager
+model's load reaches NMS and the mask heads, see ``make_class_zero_likely``; the NMS-free real-time DETRs
+return their top 300 whatever the weights), exports it with ``lightdet.export`` (BatchNorm folded, dynamic
+sizes), and times ``predict`` of one image in the three runtimes, alternating between them, after a warm-up.
+Each model runs at its recipes' test size (the R-CNNs, RetinaNet and FCOS at 800x1216, the DETRs at 640x640)
+unless ``--size`` sets one for all. Prints the median latency of each and the ratio to eager
 (below 1 means faster than eager). ONNX Runtime gets as many intra-op threads as PyTorch. On a machine shared
 with other work, run with ``OMP_WAIT_POLICY=PASSIVE``: PyTorch's OpenMP threads and ONNX Runtime's (then told
 not to spin either) sleep instead of spinning while they wait, which otherwise starves whichever runs next.
 
-    python scripts/bench/export_latency.py                                   # R50 models at 800x1216
+    python scripts/bench/export_latency.py                                   # R50 models and the DETRs
     python scripts/bench/export_latency.py --size 512 768 --repeats 3 --models faster_rcnn fcos
-    python scripts/bench/export_latency.py --models rtdetr_r18vd --size 640 640
+    python scripts/bench/export_latency.py --models rtdetr_r50vd dfine_l --repeats 3
 
 A model without an export graph is listed with the reason and skipped.
 """
@@ -35,6 +37,14 @@ from lightdet.models import BBoxHead, FCOSHead, RetinaHead
 from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 R50_MODELS = ("faster_rcnn", "mask_rcnn", "cascade_rcnn", "cascade_mask_rcnn", "retinanet", "fcos")
+#: RT-DETR R50-vd and D-FINE-L (of comparable size), timed at their 640x640 test size.
+DETR_MODELS = ("rtdetr_r50vd", "dfine_l")
+DETR_PREFIXES = ("rtdetr", "dfine")
+
+
+def default_size(name: str) -> tuple[int, int]:
+    """The test size of the model's recipes: 640x640 for the real-time DETRs, else 800x1216 (1333x800)."""
+    return (640, 640) if name.startswith(DETR_PREFIXES) else (800, 1216)
 
 
 def make_class_zero_likely(model: nn.Module) -> None:
@@ -99,20 +109,24 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--models", nargs="+", default=list(R50_MODELS), help="model configs (conf/model/NAME)"
+        "--models", nargs="+", default=[*R50_MODELS, *DETR_MODELS], help="model configs (conf/model/NAME)"
     )
-    parser.add_argument("--size", type=int, nargs=2, default=(800, 1216), metavar=("H", "W"))
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+        help="one image size for all models (default: each model's test size, see default_size)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per runtime (after 2 warm-ups)")
     args = parser.parse_args()
     threads = torch.get_num_threads()
-    batch = image_batch(*args.size)
     wait = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"batch 1, {threads} threads (wait policy {wait}), median of {args.repeats} runs")
     print(
-        f"image {args.size[0]}x{args.size[1]}, batch 1, {threads} threads (wait policy {wait}), "
-        f"median of {args.repeats} runs"
+        f"{'model':<20} {'image':>9} {'eager ms':>9} {'onnxrt ms':>10} {'ratio':>6} {'torchscript ms':>15} "
+        f"{'ratio':>6}"
     )
-    print(f"{'model':<20} {'eager ms':>9} {'onnxrt ms':>10} {'ratio':>6} {'torchscript ms':>15} {'ratio':>6}")
     for name in args.models:
+        h, w = args.size or default_size(name)
+        batch = image_batch(h, w)
         model = build(name)
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -123,7 +137,7 @@ def main() -> None:
             med = time_alternating(fns, batch, args.repeats)
         eager = med["eager"]
         print(
-            f"{name:<20} {eager * 1e3:>9.0f} {med['onnx'] * 1e3:>10.0f} {med['onnx'] / eager:>6.2f} "
+            f"{name:<20} {h:>4}x{w:<4} {eager * 1e3:>9.0f} {med['onnx'] * 1e3:>10.0f} {med['onnx'] / eager:>6.2f} "
             f"{med['torchscript'] * 1e3:>15.0f} {med['torchscript'] / eager:>6.2f}"
         )
 

@@ -12,6 +12,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 
+from detr_builders import build_tiny_dfine, build_tiny_rtdetr, build_tiny_rtdetrv2  # noqa: E402
 from mask_model_builders import build_tiny_cascade, build_tiny_mask_rcnn  # noqa: E402
 from model_builders import build_tiny_detector, make_sample  # noqa: E402
 from one_stage_builders import build_tiny_fcos, build_tiny_retinanet  # noqa: E402
@@ -26,6 +27,13 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "retinanet": build_tiny_retinanet,
     "fcos": build_tiny_fcos,
 }
+#: The real-time DETRs, exported through SupportsExport (test_detr_export.py): the top 60 of 50 queries x 3
+#: classes per image, no NMS.
+DETRS: dict[str, Callable[[], nn.Module]] = {
+    "rtdetr": build_tiny_rtdetr,
+    "rtdetrv2": build_tiny_rtdetrv2,
+    "dfine": build_tiny_dfine,
+}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "exported_program": ".pt2"}
 CLASSES = ["circle", "square", "star"]
 #: Two sizes through one dynamic-shape file (every pyramid level of stride <= 64 at least 2 x 2).
@@ -35,7 +43,7 @@ SIZES = ((96, 128), (128, 96))
 def seeded_model(family: str) -> nn.Module:
     """The family's tiny detector with seed-0 weights, in eval mode (score threshold 0: ~100 boxes per image)."""
     torch.manual_seed(0)
-    return FAMILIES[family]().eval()
+    return {**FAMILIES, **DETRS}[family]().eval()
 
 
 def image_batches(sizes=SIZES) -> list[DetBatch]:

@@ -21,8 +21,8 @@ from pathlib import Path
 DESCRIPTION = """\
 Export a lightdet checkpoint for deployment. The exported graph takes uint8 RGB images [B, 3, H, W] as
 the checkpoint's test pipeline sizes them (resizing stays outside the graph), normalises and pads them
-inside, runs the detector and its post-processing (NMS as ONNX NonMaxSuppression) and returns, in the
-pixels of the image it was given:
+inside, runs the detector and its post-processing (NMS as ONNX NonMaxSuppression; for the NMS-free
+real-time DETRs a top-k over queries x classes) and returns, in the pixels of the image it was given:
   boxes [N, 4] float32 xyxy, scores [N] float32, labels [N] int64, batch_index [N] int64
   (+ masks [N, M, M] float32 for mask models: each detection's mask probabilities over its box).
 The file carries its metadata (class names, size policy, score threshold, the checkpoint's config), so
@@ -31,6 +31,7 @@ in eval mode is folded into the preceding convolutions first (exact). After writ
 to the eager model on seeded images and the two sets of detections compared (--no-check skips this).
 Formats: onnx (ONNX Runtime; needs the `deploy` extra: pip install 'lightdet[deploy]'), torchscript
 (torch.jit.trace), exported_program (torch.export, a .pt2 file).
+Families: Faster / Mask / Cascade (Mask) R-CNN, RetinaNet, FCOS, RT-DETR, RT-DETRv2, D-FINE.
 Unsupported: Soft-NMS (a data-dependent Python loop) and heads without an export graph are reported by name.
 """
 
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--opset",
         type=int,
         default=17,
-        help="ONNX opset (default 17; >= 11, and >= 16 for RoIAlign with aligned=True)",
+        help="ONNX opset (default 17; >= 11, and >= 16 for RoIAlign with aligned=True and the DETRs' "
+        "bilinear sampling)",
     )
     parser.add_argument(
         "--dynamic",

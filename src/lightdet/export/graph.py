@@ -12,20 +12,16 @@ post-processing (NMS included), and returns flat detections in the pixels of the
   be pasted into the image (:func:`lightdet.models.ops.masks.paste_masks`); pasting in the graph would make
   an ``N x H x W`` float tensor per image.
 
-The part after normalisation is a :class:`GraphHead`, one per detector family. A detector that is not one of
-the built-in families (e.g. an NMS-free DETR whose post-processing is a top-k) plugs in by implementing
-:class:`SupportsExport`: ``export_head()`` returns its own :class:`GraphHead`, whose ``forward`` may end
-with :func:`lightdet.export.ops.query_topk`::
+The part after normalisation is a :class:`GraphHead`, one per detector family. The R-CNNs, RetinaNet and
+FCOS are built in (:func:`build_head`); any other detector plugs in by implementing :class:`SupportsExport`:
+``export_head()`` returns its own :class:`GraphHead`. The real-time DETRs do so
+(:class:`~lightdet.export.detr.DETRGraphHead`): NMS-free, their head ends with
+:func:`lightdet.export.ops.query_topk`::
 
     class DETRGraphHead(GraphHead):
-        family = "rtdetr"
-
-        def __init__(self, detector):
-            super().__init__()
-            self.detector = detector
-
         def forward(self, images, height, width):
-            logits, boxes = self.detector.queries(images)  # [B, Q, K], normalised cxcywh [B, Q, 4]
+            out, _ = self.detector.forward_decoder(images, all_layers=False)
+            logits, boxes = out.logits[-1], out.boxes[-1]  # [B, Q, K], normalised cxcywh [B, Q, 4]
             return query_topk(logits, boxes, self.detector.num_top_queries, images.shape[-2], images.shape[-1])
 """
 
@@ -57,6 +53,11 @@ class GraphHead(nn.Module, ABC):
     family: str = "detector"
     score_threshold: float = 0.0
     mask_size: int | None = None
+
+    def example_size(self, default: tuple[int, int]) -> tuple[int, int]:
+        """The ``(height, width)`` to trace a dynamic export at when none is given: ``default`` (the format's
+        example), or a larger size for a model that cannot run ``default`` (see :mod:`lightdet.export.detr`)."""
+        return default
 
     @abstractmethod
     def forward(self, images: Tensor, height: Size, width: Size) -> tuple[Tensor, ...]:
@@ -126,7 +127,8 @@ def build_head(detector: nn.Module) -> GraphHead:
     raise ExportError(
         f"{type(detector).__name__} cannot be exported: there is no export graph for it. Supported: "
         "TwoStageDetector (Faster / Mask / Cascade (Mask) R-CNN), SingleStageDetector with a RetinaHead or "
-        "FCOSHead, and any detector implementing lightdet.export.SupportsExport (export_head())"
+        "FCOSHead, RTDETR (RT-DETR, RT-DETRv2, D-FINE) and any detector implementing "
+        "lightdet.export.SupportsExport (export_head())"
     )
 
 

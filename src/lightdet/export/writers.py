@@ -19,8 +19,9 @@ from torch import nn
 
 import lightdet
 from lightdet.export.errors import ExportError
-from lightdet.export.graph import ExportGraph, build_graph
+from lightdet.export.graph import ExportGraph, GraphHead, build_graph
 from lightdet.export.metadata import EXTRA_FILE, FORMATS, METADATA_KEY, ExportMetadata
+from lightdet.models.detr.deformable_attention import MSDeformableAttention
 from lightdet.models.folding import fold_batchnorm
 from lightdet.models.ops.roi_extractor import MultiLevelRoIAlign
 
@@ -42,9 +43,10 @@ class ExportOptions:
         format: ``onnx``, ``torchscript`` or ``exported_program``.
         dynamic: accept any image height and width (otherwise only ``size``).
         size: ``(height, width)`` of a static export; the example traced for a dynamic one (default
-            :data:`DYNAMIC_EXAMPLE_SIZE` for ExportedProgram, :data:`TRACE_EXAMPLE_SIZE` otherwise).
+            :data:`DYNAMIC_EXAMPLE_SIZE` for ExportedProgram, :data:`TRACE_EXAMPLE_SIZE` otherwise, enlarged
+            for a model that cannot run it, see :meth:`GraphHead.example_size`).
         batch: images per call, fixed.
-        opset: ONNX opset (11 or later; RoIAlign with ``aligned=True`` needs 16).
+        opset: ONNX opset (11 or later; RoIAlign with ``aligned=True`` and the DETRs' bilinear sampling need 16).
         half: float16 network on CUDA (normalisation and post-processing stay float32).
         fold_norms: fold inference-time BatchNorm into the convolutions (:mod:`lightdet.models.folding`).
     """
@@ -85,19 +87,35 @@ class ExportOptions:
 
 
 def check_opset(model: nn.Module, opset: int) -> None:
-    """RoIAlign with ``aligned=True`` (MMDetection's half-pixel offset) exists in ONNX from opset 16 on."""
+    """RoIAlign with ``aligned=True`` (MMDetection's half-pixel offset) and the DETRs' bilinear deformable
+    sampling (``grid_sample``, ONNX GridSample) exist in ONNX from opset 16 on."""
     aligned = [n for n, m in model.named_modules() if isinstance(m, MultiLevelRoIAlign) and m.aligned]
     if aligned and opset < 16:
         raise ExportError(
             f"opset {opset} cannot express RoIAlign(aligned=True) of {', '.join(aligned)}: ONNX added the "
             "half-pixel mode in opset 16; export with --opset 16 or later"
         )
+    sampled = [
+        n for n, m in model.named_modules() if isinstance(m, MSDeformableAttention) and m.method == "default"
+    ]
+    if sampled and opset < 16:
+        more = f" and {len(sampled) - 1} more" if len(sampled) > 1 else ""
+        raise ExportError(
+            f"opset {opset} cannot express the bilinear sampling (grid_sample) of {sampled[0]}{more}: ONNX "
+            "added GridSample in opset 16; export with --opset 16 or later"
+        )
 
 
-def example_images(options: ExportOptions, device: torch.device) -> torch.Tensor:
+def traced_size(options: ExportOptions, head: GraphHead) -> tuple[int, int]:
+    """The example's ``(height, width)``: ``options.size``, else the format's default as the head takes it
+    (:meth:`GraphHead.example_size`)."""
+    return options.example_size if options.size is not None else head.example_size(options.example_size)
+
+
+def example_images(options: ExportOptions, size: tuple[int, int], device: torch.device) -> torch.Tensor:
     """A seeded ``uint8 [batch, 3, H, W]`` example batch (its content does not change the traced graph)."""
     generator = torch.Generator().manual_seed(0)
-    h, w = options.example_size
+    h, w = size
     return torch.randint(0, 256, (options.batch, 3, h, w), generator=generator, dtype=torch.uint8).to(device)
 
 
@@ -139,6 +157,7 @@ def export_detector(
     if options.format == "onnx":
         check_opset(detector, options.opset)
     graph, folded = prepare_graph(detector, options)
+    size = traced_size(options, graph.head)
     metadata = ExportMetadata(
         family=graph.head.family,
         format=options.format,
@@ -151,7 +170,7 @@ def export_detector(
             "size_divisor": graph.preprocessor.size_divisor,
             "batch": options.batch,
             "dynamic": options.dynamic or options.format == "torchscript",
-            "example_size": list(options.example_size),
+            "example_size": list(size),
         },
         mask=_mask_spec(detector) if graph.head.mask_size is not None else None,
         half=options.half,
@@ -161,7 +180,7 @@ def export_detector(
         lightdet_version=lightdet.__version__,
         config=config,
     )
-    example = example_images(options, next(graph.parameters()).device)
+    example = example_images(options, size, next(graph.parameters()).device)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     writer = {
         "onnx": write_onnx,

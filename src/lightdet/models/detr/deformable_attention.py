@@ -34,9 +34,9 @@ def sample_discrete(value: Tensor, locations: Tensor) -> Tensor:
     """As :func:`sample_bilinear`, but the pixel ``floor(loc * size + 0.5)`` clamped into the map (RT-DETRv2)."""
     bh, hd, h, w = value.shape
     _, q, p, _ = locations.shape
-    scaled = locations * locations.new_tensor([w, h]) + 0.5
-    x = scaled[..., 0].long().clamp(0, w - 1)  # .long() truncates toward zero, as the reference does
-    y = scaled[..., 1].long().clamp(0, h - 1)
+    # scaled per coordinate (not by a [w, h] tensor) so that sizes of a traced graph stay symbolic
+    x = (locations[..., 0] * w + 0.5).long().clamp(0, w - 1)  # .long() truncates toward zero, as the reference
+    y = (locations[..., 1] * h + 0.5).long().clamp(0, h - 1)
     index = (y * w + x).reshape(bh, 1, q * p).expand(bh, hd, q * p)
     return value.flatten(2).gather(2, index).view(bh, hd, q, p)
 

@@ -9,6 +9,7 @@ pixels, with no NMS.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,9 @@ from lightdet.models.detr.decoder import DecoderOutput, DETRDecoder
 from lightdet.models.detr.denoising import DenoisingQueries
 from lightdet.models.preprocessor import DetPreprocessor
 from lightdet.structures import DetBatch, Detections
+
+if TYPE_CHECKING:
+    from lightdet.export.graph import GraphHead
 
 
 def normalised_targets(batch: DetBatch, size: tuple[int, int]) -> tuple[list[Tensor], list[Tensor]]:
@@ -110,6 +114,13 @@ class RTDETR(Detector):
             return images
         side = self.train_scales[int(torch.randint(len(self.train_scales), ()))]
         return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
+
+    def export_head(self) -> GraphHead:
+        """The export graph's head (:class:`lightdet.export.SupportsExport`): this model's modules, the
+        post-processing of :meth:`predict` (see :mod:`lightdet.export.detr`)."""
+        from lightdet.export.detr import DETRGraphHead
+
+        return DETRGraphHead(self)
 
     @torch.no_grad()
     def predict(self, batch: DetBatch) -> list[Detections]:

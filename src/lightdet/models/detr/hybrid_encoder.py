@@ -150,7 +150,14 @@ class HybridEncoder(nn.Module):
         self._pos_cache: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
 
     def position_embedding(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """``[1, h * w, hidden_dim]`` sin-cos positions, cached per size, device and dtype."""
+        """``[1, h * w, hidden_dim]`` sin-cos positions, cached per size, device and dtype.
+
+        Sizes read from a traced or exported graph (0-dim tensors, symbolic integers) are not cached: the
+        positions are computed in the graph, so that an exported model takes any input size as the eager one.
+        """
+        if not (isinstance(h, int) and isinstance(w, int)):
+            pos = sincos_position_embedding(h, w, self.hidden_dim, self.pe_temperature)
+            return pos.to(device=device, dtype=dtype)[None]
         key = (h, w, device, dtype)
         if key not in self._pos_cache:
             pos = sincos_position_embedding(h, w, self.hidden_dim, self.pe_temperature)

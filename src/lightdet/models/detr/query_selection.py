@@ -13,8 +13,12 @@ from lightdet.models.detr.blocks import MLP
 
 
 def flatten_levels(sources: Sequence[Tensor]) -> tuple[Tensor, list[tuple[int, int]]]:
-    """Per level ``[B, C, H_l, W_l]`` -> ``[B, sum(H_l * W_l), C]`` (row-major per level) and the ``(H_l, W_l)``."""
-    shapes = [(int(s.shape[2]), int(s.shape[3])) for s in sources]
+    """Per level ``[B, C, H_l, W_l]`` -> ``[B, sum(H_l * W_l), C]`` (row-major per level) and the ``(H_l, W_l)``.
+
+    The sizes are read from the shapes as they are: ints eagerly, symbolic when traced or exported (so that
+    the anchors and sampling grids of an exported model follow its input size).
+    """
+    shapes = [(s.shape[2], s.shape[3]) for s in sources]
     return torch.cat([s.flatten(2).transpose(1, 2) for s in sources], 1), shapes
 
 
@@ -58,7 +62,9 @@ class QuerySelection(nn.Module):
         nn.init.zeros_(self.enc_bbox_head.layers[-1].bias)
 
     def anchors(self, shapes: Sequence[tuple[int, int]], device: torch.device) -> tuple[Tensor, Tensor]:
-        """:func:`grid_anchors` of these level sizes, cached."""
+        """:func:`grid_anchors` of these level sizes, cached (symbolic sizes of a traced graph: computed)."""
+        if not all(isinstance(n, int) for shape in shapes for n in shape):
+            return grid_anchors(shapes, device=device)
         key = (tuple(shapes), device)
         if key not in self._anchor_cache:
             self._anchor_cache[key] = grid_anchors(shapes, device=device)
