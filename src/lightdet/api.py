@@ -27,6 +27,8 @@ from lightdet.engine.summary import RunSummary, write_json
 
 if TYPE_CHECKING:
     from lightdet.checkpoint.load import LoadReport
+    from lightdet.export.runtime import ExportedRunner
+    from lightdet.models.tta import TestTimeAugmentation
 
 __all__ = [
     "TrainResult",
@@ -284,7 +286,8 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     """Evaluates ``cfg.ckpt`` on ``cfg.split`` with the checkpoint's config plus ``overrides``.
 
     ``cfg.ckpt`` may also be a file written by ``lightdet-export``: it runs with its runtime (ONNX Runtime,
-    PyTorch) on the data and evaluator of the config it carries.
+    PyTorch) on the data and evaluator of the config it carries, and with test-time augmentation (``tta=``)
+    through the same :class:`~lightdet.models.tta.TestTimeAugmentation` as a checkpoint's model.
 
     Returns the metrics (``test/bbox_mAP``, ...). Writes ``cfg.out`` (COCO results JSON) and
     ``summary.json`` beside it when ``cfg.out`` is set.
@@ -305,15 +308,18 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
     merged.dataset.datamodule.train = None
     check_config_types(merged)
     datamodule, module, trainer = _build(merged, _callbacks(merged))
+    if runner is not None:
+        module.detector = runner.as_detector()  # the exported graph replaces the model built from its config
     if merged.get("tta"):  # tta=flip ...: predict through TestTimeAugmentation (same state-dict keys)
         module.detector = instantiate(merged.tta, _convert_="all")(module.detector)
+        if runner is not None:
+            _check_exported_tta(runner, module.detector)
     if split == "val":
         datamodule.test = datamodule.val
     if runner is None:
         _check_resume(str(cfg.ckpt), module, "ckpt")
         results = trainer.test(module, datamodule=datamodule, ckpt_path=str(cfg.ckpt))
     else:
-        module.detector = runner.as_detector()  # the exported graph replaces the model built from its config
         results = trainer.test(module, datamodule=datamodule)
     metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
     if merged.get("out") and trainer.is_global_zero:
@@ -321,6 +327,21 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, float]
         write_json(out.parent / "summary.json", {"ckpt": str(cfg.ckpt), "split": split, "metrics": metrics})
     return metrics
 
+
+def _check_exported_tta(runner: ExportedRunner, tta: TestTimeAugmentation) -> None:
+    """A file exported for one image size (``--no-dynamic``) runs the unscaled views of ``tta`` only.
+
+    Raises:
+        ValueError: naming the file, its size and the scales it cannot take, before any image is run.
+    """
+    size = runner.metadata.input_size
+    other = sorted({scale for scale, _ in tta.views if scale != 1.0})
+    if not size["dynamic"] and other:
+        h, w = size["example_size"]
+        raise ValueError(
+            f"{runner.path}: tta scales {other} need other image sizes than the {h}x{w} this file was exported "
+            "for; export the checkpoint with --dynamic, or test with tta=flip (scale 1 only)"
+        )
 
 
 # -- fine-tuning: load_from ---------------------------------------------------------------------------
