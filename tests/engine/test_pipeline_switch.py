@@ -9,11 +9,14 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import Dataset
 
 import lightdet
+from lightdet.cli._hydra import CONF_DIR
+from lightdet.composition import compose_config
 from lightdet.data import DetDataModule, Mosaic, Resize, make_shapes
 from lightdet.data.datasets.base import build_pipeline
 from lightdet.engine.pipeline_switch import PipelineSwitch
@@ -86,15 +89,29 @@ class CountingDataModule(DetDataModule):
         return super().train_dataloader()
 
 
+class ScaleRecorder(Recorder):
+    """Records the size of every training batch after a real RT-DETR's multi-scale batch resize (sides 24, 40)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        cfg = compose_config(None, ["+model=rtdetr_small", "+dataset.num_classes=1", "+model.train_scales=[24,40]"])
+        self.detector = instantiate(cfg.model)
+
+    def training_step(self, batch: DetBatch, batch_idx: int) -> torch.Tensor:
+        images = self.detector.random_batch_scale(batch.images.float())
+        self.seen.append((self.current_epoch, tuple(images.shape[-2:]), []))
+        return self.weight.sum() * 0.0
+
+
 def _fit(
     tmp_path: Path, switch: PipelineSwitch | None, num_workers: int, max_epochs: int, ckpt: str | None = None,
-    extra: list[Callback] = (),
+    extra: list[Callback] = (), module: Recorder | None = None,
 ) -> tuple[Recorder, CountingDataModule, L.Trainer]:  # fmt: skip
     dm = CountingDataModule(
         train=Samples(), batch_size=2, num_workers=num_workers, persistent_workers=True,
         group_by_aspect_ratio=False, pin_memory=False,
     )  # fmt: skip
-    module = Recorder()
+    module = module if module is not None else Recorder()
     trainer = L.Trainer(
         max_epochs=max_epochs, accelerator="cpu", devices=1, limit_val_batches=0, logger=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -141,6 +158,50 @@ def test_a_run_resumed_past_the_switch_loads_with_the_late_pipeline(tmp_path: Pa
     ckpt = str(tmp_path / "ckpt" / "last.ckpt")
     module, dm, _ = _fit(tmp_path, PipelineSwitch(epoch=1, pipeline=weak()), 0, max_epochs=2, ckpt=ckpt)
     assert _per_epoch(module) == {1: {((16, 16), (WEAK,))}} and dm.loaders_built == 1
+
+
+def _sizes(module: Recorder) -> dict[int, set[tuple[int, int]]]:
+    out: dict[int, set[tuple[int, int]]] = {}
+    for epoch, size, _ in module.seen:
+        out.setdefault(epoch, set()).add(size)
+    return out
+
+
+MULTI_SCALE = {(24, 24), (40, 40)}
+
+
+def test_multi_scale_batches_stop_at_the_switch(tmp_path: Path) -> None:
+    """RT-DETR resizes each batch to 24 or 40 px until the switch, then trains at the late pipeline's 16 px."""
+    torch.manual_seed(0)
+    module, _, _ = _fit(tmp_path, PipelineSwitch(epoch=1, pipeline=weak()), 0, max_epochs=3, module=ScaleRecorder())
+    sizes = _sizes(module)
+    assert sizes[0] <= MULTI_SCALE and sizes[1] == sizes[2] == {(16, 16)}
+    assert module.detector.late_training
+    torch.manual_seed(0)
+    without, _, _ = _fit(tmp_path, None, 0, max_epochs=2, module=ScaleRecorder())
+    assert _sizes(without)[0] | _sizes(without)[1] == MULTI_SCALE  # no switch: multi-scale to the end
+
+
+def test_a_run_resumed_past_the_switch_has_no_multi_scale_batches(tmp_path: Path) -> None:
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last", monitor=None, save_top_k=1)
+    switch = PipelineSwitch(epoch=1, pipeline=weak())
+    _fit(tmp_path, switch, 0, max_epochs=1, extra=[saver], module=ScaleRecorder())
+    ckpt = str(tmp_path / "ckpt" / "last.ckpt")
+    switch = PipelineSwitch(epoch=1, pipeline=weak())
+    module, _, _ = _fit(tmp_path, switch, 0, max_epochs=2, ckpt=ckpt, module=ScaleRecorder())
+    assert _sizes(module) == {1: {(16, 16)}}
+
+
+DETR_RECIPES = sorted(p.stem for p in (Path(CONF_DIR) / "experiment").glob("*.yaml") if p.stem.startswith(("rtdetr", "dfine")))
+
+
+@pytest.mark.parametrize("experiment", DETR_RECIPES)
+def test_detr_recipes_with_multi_scale_batches_have_the_switch(experiment: str, tmp_path: Path) -> None:
+    """Every COCO DETR recipe that draws multi-scale batches stops them with its strong augmentation."""
+    cfg = lightdet.compose(experiment, [f"paths.data_dir={tmp_path}"], output_dir=tmp_path / "run")
+    if cfg.model.get("train_scales"):
+        assert cfg.callbacks.pipeline_switch._target_ == "lightdet.engine.pipeline_switch.PipelineSwitch"
+        assert cfg.dataset.pipeline.get("train_late")
 
 
 def test_switch_needs_a_pipeline_and_a_datamodule_that_switches() -> None:

@@ -8,6 +8,12 @@ epoch before the switch asks the trainer to build the train loader again, so tha
 with the late pipeline (with ``persistent_workers`` too). A resumed run past the switch builds its
 first loader with the late pipeline.
 
+The same switch ends what the model does to its training batches in the early epochs: at the start of
+every training epoch each part of the model that implements :class:`LateTraining` is told whether the
+epoch is past the switch (:class:`~lightdet.models.RTDETR`: its multi-scale batches stop with the strong
+augmentation, as RT-DETRv2's and D-FINE's ``stop_epoch`` stops their collate function's sizes). A resumed
+run is told at its first epoch.
+
 Configuration (``conf/callbacks/pipeline_switch.yaml``; add it to the other callbacks with
 ``callbacks=[default,pipeline_switch]`` or ``callbacks=[ema,pipeline_switch]``):
 
@@ -26,12 +32,21 @@ Configuration (``conf/callbacks/pipeline_switch.yaml``; add it to the other call
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
-__all__ = ["PipelineSwitch"]
+__all__ = ["LateTraining", "PipelineSwitch"]
+
+
+@runtime_checkable
+class LateTraining(Protocol):
+    """A model part that trains differently from the pipeline switch on (see the module docstring)."""
+
+    def set_late_training(self, late: bool) -> None:
+        """``late``: the current training epoch is the switch epoch or a later one."""
 
 
 class PipelineSwitch(Callback):
@@ -58,6 +73,7 @@ class PipelineSwitch(Callback):
         self.epoch = int(epoch)
         self.pipeline = list(pipeline)
         self._saved_reload: int | None = None
+        self._told_late = False
 
     def switch_epoch(self, trainer: L.Trainer) -> int:
         """The 0-based epoch of the switch, negative ``epoch`` resolved against ``trainer.max_epochs``."""
@@ -91,6 +107,17 @@ class PipelineSwitch(Callback):
         if self._saved_reload is not None:
             trainer.reload_dataloaders_every_n_epochs = self._saved_reload
             self._saved_reload = None
+        self.tell_model(pl_module, trainer.current_epoch >= self.switch_epoch(trainer), trainer.current_epoch)
+
+    def tell_model(self, pl_module: L.LightningModule, late: bool, epoch: int) -> None:
+        """Calls ``set_late_training(late)`` on every :class:`LateTraining` part of ``pl_module``."""
+        parts = [(name, m) for name, m in pl_module.named_modules() if isinstance(m, LateTraining)]
+        for _, part in parts:
+            part.set_late_training(late)
+        if late and parts and not self._told_late:
+            names = ", ".join(f"{name or 'model'} ({type(part).__name__})" for name, part in parts)
+            rank_zero_info(f"epoch {epoch}: late training from the pipeline switch on for {names}")
+        self._told_late = late
 
     def __repr__(self) -> str:
         return f"PipelineSwitch(epoch={self.epoch}, pipeline={self.pipeline})"

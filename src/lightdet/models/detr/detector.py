@@ -67,6 +67,7 @@ class RTDETR(Detector):
         num_top_queries: detections per image returned by ``predict`` (300 in the papers).
         train_scales: multi-scale batches (RT-DETR's ``BatchImageCollateFunction``): in training each batch is
             resized to one square side drawn from this list (480..800 for the 640 recipes); None keeps the size.
+            They stop with the strong augmentation at the pipeline switch (:meth:`set_late_training`).
 
     Loss keys: see :mod:`lightdet.models.detr.criterion`.
     """
@@ -88,6 +89,7 @@ class RTDETR(Detector):
         self.criterion = criterion
         self.num_top_queries = num_top_queries
         self.train_scales = [int(s) for s in train_scales] if train_scales else None
+        self.late_training = False
 
     def forward_decoder(
         self, images: Tensor, labels: list[Tensor] | None = None, boxes: list[Tensor] | None = None,
@@ -107,10 +109,17 @@ class RTDETR(Detector):
         out, denoising = self.forward_decoder(images, labels, boxes, all_layers=True)
         return self.criterion(out, labels, boxes, denoising)
 
+    def set_late_training(self, late: bool) -> None:
+        """From the pipeline switch on (:class:`lightdet.engine.pipeline_switch.PipelineSwitch` calls this at
+        every training epoch's start) batches keep the size the pipeline gave them: the multi-scale batches
+        stop with the strong augmentation, as RT-DETRv2's and D-FINE's ``stop_epoch`` stops both."""
+        self.late_training = late
+
     def random_batch_scale(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` -> ``[B, 3, S, S]``, ``S`` drawn from ``train_scales`` (bilinear, as the original
-        collate function); normalised targets are unchanged by a resize of the whole batch."""
-        if not self.train_scales:
+        collate function); normalised targets are unchanged by a resize of the whole batch. Late in training
+        (:meth:`set_late_training`) the batch is returned as it is."""
+        if not self.train_scales or self.late_training:
             return images
         side = self.train_scales[int(torch.randint(len(self.train_scales), ()))]
         return F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False)
