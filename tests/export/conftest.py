@@ -11,11 +11,13 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "rtmdet"))
 
 from detr_builders import build_tiny_dfine, build_tiny_rtdetr, build_tiny_rtdetrv2  # noqa: E402
 from mask_model_builders import build_tiny_cascade, build_tiny_mask_rcnn  # noqa: E402
 from model_builders import build_tiny_detector, make_sample  # noqa: E402
 from one_stage_builders import build_tiny_fcos, build_tiny_retinanet  # noqa: E402
+from rtmdet_builders import build_tiny_rtmdet  # noqa: E402
 
 from lightdet.export import ExportOptions, export_detector  # noqa: E402
 from lightdet.structures import DetBatch  # noqa: E402
@@ -26,6 +28,7 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "cascade_mask_rcnn": build_tiny_cascade,
     "retinanet": build_tiny_retinanet,
     "fcos": build_tiny_fcos,
+    "rtmdet": lambda: tiny_rtmdet(),
 }
 #: The real-time DETRs, exported through SupportsExport (test_detr_export.py): the top 60 of 50 queries x 3
 #: classes per image, no NMS.
@@ -34,6 +37,23 @@ DETRS: dict[str, Callable[[], nn.Module]] = {
     "rtdetrv2": build_tiny_rtdetrv2,
     "dfine": build_tiny_dfine,
 }
+
+
+def tiny_rtmdet() -> nn.Module:
+    """The tiny RTMDet with its BatchNorm statistics taken from one batch: at its initialisation the features
+    fade to ~0 through the CSP stages, every class score is the prior (ties everywhere) and every box a point
+    (the head drops empty boxes): nothing to compare."""
+    model = build_tiny_rtmdet(exp_on_reg=True, max_per_img=100).train()
+    for norm in model.modules():
+        if isinstance(norm, nn.BatchNorm2d):
+            norm.momentum = 1.0
+    with torch.no_grad():
+        model.bbox_head(model.extract_feat(model.preprocess(image_batches()[0])[0]))
+        for conv in model.bbox_head.rtm_cls:  # spread the scores out of sigmoid's saturation (no ties at 1)
+            conv.weight.mul_(0.1)
+    return model
+
+
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript", "exported_program": ".pt2"}
 CLASSES = ["circle", "square", "star"]
 #: Two sizes through one dynamic-shape file (every pyramid level of stride <= 64 at least 2 x 2).

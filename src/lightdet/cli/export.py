@@ -31,7 +31,7 @@ in eval mode is folded into the preceding convolutions first (exact). After writ
 to the eager model on seeded images and the two sets of detections compared (--no-check skips this).
 Formats: onnx (ONNX Runtime; needs the `deploy` extra: pip install 'lightdet[deploy]'), torchscript
 (torch.jit.trace), exported_program (torch.export, a .pt2 file).
-Families: Faster / Mask / Cascade (Mask) R-CNN, RetinaNet, FCOS, RT-DETR, RT-DETRv2, D-FINE.
+Families: Faster / Mask / Cascade (Mask) R-CNN, RetinaNet, FCOS, RTMDet, RT-DETR, RT-DETRv2, D-FINE.
 Unsupported: Soft-NMS (a data-dependent Python loop) and heads without an export graph are reported by name.
 """
 

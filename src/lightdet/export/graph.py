@@ -126,8 +126,8 @@ def build_head(detector: nn.Module) -> GraphHead:
         return single_stage_head(detector)
     raise ExportError(
         f"{type(detector).__name__} cannot be exported: there is no export graph for it. Supported: "
-        "TwoStageDetector (Faster / Mask / Cascade (Mask) R-CNN), SingleStageDetector with a RetinaHead or "
-        "FCOSHead, RTDETR (RT-DETR, RT-DETRv2, D-FINE) and any detector implementing "
+        "TwoStageDetector (Faster / Mask / Cascade (Mask) R-CNN), SingleStageDetector with a RetinaHead, "
+        "FCOSHead or RTMDetHead, RTDETR (RT-DETR, RT-DETRv2, D-FINE) and any detector implementing "
         "lightdet.export.SupportsExport (export_head())"
     )
 

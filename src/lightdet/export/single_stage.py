@@ -1,4 +1,5 @@
-"""Export graphs of :class:`~lightdet.models.SingleStageDetector`: RetinaNet and FCOS, batched over images.
+"""Export graphs of :class:`~lightdet.models.SingleStageDetector`: RetinaNet, FCOS and RTMDet, batched over
+images.
 
 Per level the eager heads take the top ``nms_pre`` (position, class) scores *among those above*
 ``score_thr``; here the top ``nms_pre`` of all scores are taken and those not above ``score_thr`` dropped,
@@ -29,6 +30,7 @@ from lightdet.export.ops import (
 from lightdet.export.two_stage import nms_threshold
 from lightdet.models.dense_heads.fcos_head import FCOSHead
 from lightdet.models.dense_heads.retina_head import RetinaHead
+from lightdet.models.dense_heads.rtmdet_head import RTMDetHead
 from lightdet.models.detectors import SingleStageDetector
 from lightdet.models.ops.points import distance_to_box
 
@@ -52,7 +54,10 @@ class DenseGraphHead(GraphHead):
     Subclasses implement :meth:`candidates` (per-level decoded boxes, scores and labels, ``[B, n, ...]``).
     """
 
-    def __init__(self, detector: SingleStageDetector, head: RetinaHead | FCOSHead) -> None:
+    #: drop boxes left without area by the clipping (as the eager head does)
+    drop_empty: bool = False
+
+    def __init__(self, detector: SingleStageDetector, head: RetinaHead | FCOSHead | RTMDetHead) -> None:
         super().__init__()
         self.detector = detector
         self.head = head
@@ -72,6 +77,8 @@ class DenseGraphHead(GraphHead):
         boxes = clip_to_image(boxes, height, width)
         batch = batch_positions(scores)
         valid = gate > self.score_threshold
+        if self.drop_empty:
+            valid = valid & (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
         boxes, scores, labels, batch = boxes[valid], scores[valid], labels[valid], batch[valid]
         keep = grouped_nms(boxes, scores, batch * self.head.num_classes + labels, self.iou_threshold)
         keep = keep_per_image(keep, batch, images.shape[0], self.head.max_per_img)
@@ -128,14 +135,39 @@ class FCOSGraphHead(DenseGraphHead):
         return torch.cat(boxes, 1), torch.cat(scores, 1), torch.cat(labels, 1), torch.cat(gates, 1)
 
 
+class RTMDetGraphHead(DenseGraphHead):
+    """:class:`RTMDetHead` at test time: sigmoid class scores, distances from the points decoded, boxes that
+    the clipping leaves empty dropped."""
+
+    family = "rtmdet"
+    drop_empty = True
+
+    def candidates(
+        self, feats: Sequence[Tensor], padded: tuple[Size, Size]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        out = self.head(feats)
+        points = grid_points(self.head.point_generator, feats, padded)
+        boxes, scores, labels = [], [], []
+        for lg, dist, pts in zip(out.logits, out.distances, points):
+            top, prior, label = level_topk(lg.float().sigmoid(), self.head.nms_pre)
+            picked = gather_rows(dist.float(), prior).reshape(-1, 4)
+            boxes.append(distance_to_box(pts[prior].reshape(-1, 2), picked).reshape(prior.shape[0], -1, 4))
+            scores.append(top)
+            labels.append(label)
+        scores_all = torch.cat(scores, 1)
+        return torch.cat(boxes, 1), scores_all, torch.cat(labels, 1), scores_all
+
+
 def single_stage_head(detector: SingleStageDetector) -> DenseGraphHead:
-    """The graph head of a RetinaNet or FCOS detector."""
+    """The graph head of a RetinaNet, FCOS or RTMDet detector."""
     head: nn.Module = detector.bbox_head
+    if isinstance(head, RTMDetHead):
+        return RTMDetGraphHead(detector, head)
     if isinstance(head, FCOSHead):
         return FCOSGraphHead(detector, head)
     if isinstance(head, RetinaHead):
         return RetinaGraphHead(detector, head)
     raise ExportError(
         f"SingleStageDetector with a {type(head).__name__} cannot be exported: the export graph knows "
-        "RetinaHead and FCOSHead"
+        "RetinaHead, FCOSHead and RTMDetHead"
     )

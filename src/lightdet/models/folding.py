@@ -81,15 +81,35 @@ class _NormLeafTracer(fx.Tracer):
         return isinstance(m, FrozenBatchNorm2d) or super().is_leaf_module(m, module_qualified_name)
 
 
-def find_foldable_pairs(model: nn.Module, prefix: str = "") -> list[tuple[str, str]]:
-    """Every exactly foldable ``(conv, norm)`` pair of ``model``, as qualified module names."""
+def shared_modules(model: nn.Module) -> set[int]:
+    """``id`` of every module reachable under more than one name (e.g. RTMDet's convs shared over levels,
+    each level with its own norm): folding one norm into such a conv would change its other uses."""
+    seen: dict[int, int] = defaultdict(int)
+    for _, module in model.named_modules(remove_duplicate=False):
+        seen[id(module)] += 1
+    return {key for key, count in seen.items() if count > 1}
+
+
+def find_foldable_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """Every exactly foldable ``(conv, norm)`` pair of ``model``, as qualified module names (a shared conv or
+    norm is never folded: a child traced on its own does not show the other users)."""
+    shared = shared_modules(model)
+    return [
+        (conv, norm)
+        for conv, norm in _foldable_pairs(model, "")
+        if id(model.get_submodule(conv)) not in shared and id(model.get_submodule(norm)) not in shared
+    ]
+
+
+def _foldable_pairs(model: nn.Module, prefix: str) -> list[tuple[str, str]]:
+    """:func:`find_foldable_pairs` without the shared-module rule."""
     try:
         graph = _NormLeafTracer().trace(model)
     except Exception:  # noqa: BLE001 - any failure to trace means: look inside the children instead
         return [
             pair
             for name, child in model.named_children()
-            for pair in find_foldable_pairs(child, f"{prefix}{name}.")
+            for pair in _foldable_pairs(child, f"{prefix}{name}.")
         ]
     return _traced_pairs(model, graph, prefix)
 
