@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lightdet.structures import (
+    CroppedMasks,
     DetBatch,
     Detections,
     DetSample,
@@ -51,6 +52,34 @@ def test_sample_rejects_bad_fields(field: str, value: torch.Tensor, message: str
     kwargs[field] = value
     with pytest.raises(ValueError, match=message):
         DetSample(**kwargs)
+
+
+def test_sample_crops_bitmap_masks_and_checks_cropped_ones() -> None:
+    bitmaps = torch.zeros((2, 20, 30), dtype=torch.bool)
+    bitmaps[0, 3:7, 4:9] = True
+    bitmaps[1, 19, 29] = True
+    s = _sample()
+    with_masks = DetSample(image=s.image, boxes=s.boxes, labels=s.labels, meta=s.meta, masks=bitmaps)
+    assert isinstance(with_masks.masks, CroppedMasks) and with_masks.masks.shape == (2, 20, 30)
+    assert with_masks.masks.regions.tolist() == [[4, 3, 9, 7], [29, 19, 30, 20]]
+    assert torch.equal(with_masks.masks.to_bitmaps(), bitmaps.to(torch.uint8))
+    for wrong in (CroppedMasks.from_bitmaps(bitmaps[:1]), CroppedMasks.from_bitmaps(bitmaps[:, :, :29])):
+        with pytest.raises(ValueError, match="N=2 masks"):
+            DetSample(image=s.image, boxes=s.boxes, labels=s.labels, meta=s.meta, masks=wrong)
+
+
+def test_batch_keeps_cropped_masks_crops_bitmaps_and_moves_them() -> None:
+    a, b = _sample(20, 30, n=1), _sample(25, 10, n=0, image_id=2)
+    a.masks = torch.ones((1, 20, 30), dtype=torch.uint8)  # set after construction: cropped by the batch
+    b.masks = CroppedMasks.empty((25, 10))
+    batch = DetBatch.collate([a, b])
+    assert [type(m) for m in batch.masks] == [CroppedMasks, CroppedMasks]
+    assert batch.masks[0].regions.tolist() == [[0, 0, 30, 20]] and batch.masks[1].shape == (0, 25, 10)
+    moved = batch.to("meta")
+    assert all(m.pixels.device.type == "meta" and m.regions.device.type == "meta" for m in moved.masks)
+    a.masks = torch.ones((1, 20, 31), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="image 1"):
+        DetBatch.collate([a])
 
 
 def test_sample_rejects_meta_size_mismatch() -> None:

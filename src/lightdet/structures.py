@@ -10,18 +10,23 @@ Conventions (checked at construction, relied upon everywhere else):
 * Images are ``uint8`` ``[3, H, W]`` RGB until the model's preprocessor normalises them on the device.
 
 ``DetSample`` is one image after the data pipeline, ``DetBatch`` a collated list of them and
-``Detections`` one image's predictions in the *original* image's coordinates.
+``Detections`` one image's predictions in the *original* image's coordinates. Ground-truth instance masks
+are :class:`~lightdet.cropped_masks.CroppedMasks` (each instance's bitmap over its own region of the image).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightdet.cropped_masks import CroppedMasks
+
 __all__ = [
+    "CroppedMasks",
     "SkippedImage",
     "ImageMeta",
     "DetSample",
@@ -69,6 +74,24 @@ def _check_masks(masks: Tensor | None, n: int, hw: tuple[int, int] | None, owner
             tuple(masks.shape[-2:]) == hw,
             f"{owner}.masks spatial size {tuple(masks.shape[-2:])} differs from the image's {hw}",
         )
+
+
+def _cropped_masks(
+    masks: CroppedMasks | Tensor | None, n: int, hw: tuple[int, int], owner: str
+) -> CroppedMasks | None:
+    """Checks ground-truth masks against ``n`` boxes and an image of ``hw``; ``[N, H, W]`` bitmaps are
+    cropped into :class:`CroppedMasks` here, the one form the pipeline and the models handle."""
+    if masks is None or isinstance(masks, CroppedMasks):
+        _check(
+            masks is None or (len(masks) == n and masks.image_size == hw),
+            f"{owner}.masks must hold N={n} masks of the image's {hw}, got {masks!r}",
+        )
+        return masks
+    _check(
+        isinstance(masks, Tensor), f"{owner}.masks must be CroppedMasks or a tensor, got {type(masks).__name__}"
+    )
+    _check_masks(masks, n, hw, owner)
+    return CroppedMasks.from_bitmaps(masks)
 
 
 @dataclass(frozen=True)
@@ -122,12 +145,13 @@ class DetSample:
         meta: :class:`ImageMeta`.
         ignore: ``bool [N]``; True for crowd / difficult / ``bboxes_ignore`` boxes, which are neither
             positives nor negatives for the assigners. Defaults to all False.
-        masks: optional ``uint8 [N, H, W]`` (0/1) instance masks aligned with ``image``. Records keep the
-            annotation's polygons / RLE until :class:`~lightdet.data.LoadImage` rasterises them, so only the
-            images in flight hold bitmaps; ``uint8`` bitmaps (1 byte per pixel, not float) go through the
-            geometric transforms with the image, exactly and cheaply (no per-transform polygon maths). The
-            model never makes a full-image float copy: mask targets crop each instance to its extent first
-            (:func:`lightdet.models.ops.masks.mask_targets`).
+        masks: optional instance masks aligned with ``image``: :class:`CroppedMasks`, which stand for
+            ``uint8 [N, H, W]`` 0/1 bitmaps (``shape``, ``len``, ``masks[i]``, :meth:`~CroppedMasks.to_bitmaps`)
+            but hold each instance only over its own region of the image. A ``uint8``/``bool [N, H, W]``
+            tensor given here is cropped into them. Records keep the annotation's polygons / RLE until
+            :class:`~lightdet.data.LoadImage` rasterises them into regions; the geometric transforms move the
+            regions with the image, exactly as they would move the full bitmaps, and mask targets are read
+            from them (:func:`lightdet.models.ops.masks.mask_targets`).
     """
 
     image: Tensor
@@ -135,7 +159,7 @@ class DetSample:
     labels: Tensor
     meta: ImageMeta
     ignore: Tensor | None = None
-    masks: Tensor | None = None
+    masks: CroppedMasks | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -155,7 +179,7 @@ class DetSample:
         if self.ignore is None:
             self.ignore = torch.zeros(n, dtype=torch.bool)
         _check_vector(self.ignore, n, torch.bool, "DetSample", "ignore")
-        _check_masks(self.masks, n, hw, "DetSample")
+        self.masks = _cropped_masks(self.masks, n, hw, "DetSample")
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
@@ -169,8 +193,8 @@ class DetBatch:
         images: ``uint8 [B, 3, H, W]``, each image at the top-left, zero-padded to the largest
             height/width of the batch. The model's preprocessor normalises, re-zeroes the padding and
             pads to its size divisor on the device.
-        boxes, labels, ignore, masks: per-image lists, as in :class:`DetSample` (``masks`` items may be
-            None; mask items are at the image's own un-padded size).
+        boxes, labels, ignore, masks: per-image lists, as in :class:`DetSample` (``masks`` items are
+            :class:`CroppedMasks` or None, at the image's own un-padded size; bitmaps given are cropped).
         metas: per-image :class:`ImageMeta`; ``metas[i].img_size`` is the valid region of ``images[i]``.
     """
 
@@ -179,7 +203,7 @@ class DetBatch:
     labels: list[Tensor]
     ignore: list[Tensor]
     metas: list[ImageMeta]
-    masks: list[Tensor | None] = field(default_factory=list)
+    masks: list[CroppedMasks | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         b = len(self.metas)
@@ -192,6 +216,10 @@ class DetBatch:
         if not self.masks:
             self.masks = [None] * b
         _check(len(self.masks) == b, f"DetBatch.masks has {len(self.masks)} items for {b} images")
+        self.masks = [
+            _cropped_masks(m, len(boxes), tuple(meta.img_size), f"DetBatch (image {meta.image_id})")
+            for m, boxes, meta in zip(self.masks, self.boxes, self.metas)
+        ]
 
     @classmethod
     def collate(cls, samples: Sequence[DetSample]) -> DetBatch:
@@ -214,7 +242,7 @@ class DetBatch:
     def to(self, device: torch.device | str, non_blocking: bool = False) -> DetBatch:
         """Moves every tensor to ``device`` (metas stay on the host)."""
 
-        def mv(t: Tensor | None) -> Tensor | None:
+        def mv(t: Tensor | CroppedMasks | None) -> Any:
             return None if t is None else t.to(device, non_blocking=non_blocking)
 
         return replace(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from augment_helpers import box_sample, mask_box, same_sample
+from augment_helpers import blob_sample, box_sample, by_label, mask_box, nearest_warp, on_canvas, same_sample
 from torchvision.ops import box_iou
 
 from lightdet.data import (
@@ -18,6 +18,7 @@ from lightdet.data import (
 )
 from lightdet.data.affine import affine_matrix, affine_sample
 from lightdet.data.augment import crop_sample, iou_crop
+from lightdet.data.sample_ops import place
 from lightdet.data.streams import seed_stream
 
 BOXES = [[2, 3, 12, 11], [20, 5, 35, 25]]
@@ -145,6 +146,39 @@ def test_affine_rotation_about_the_centre():
     out = affine_sample(sample, matrix, (20, 20))
     # (x, y) -> (y, 20 - x): x in [2, 6], y in [4, 10] -> x in [4, 10], y in [14, 18]
     assert out.boxes.tolist() == [[4.0, 14, 10, 18]] and mask_box(out.masks[0]) == [4, 14, 10, 18]
+
+
+BLOBS = [[0, 0, 10, 30], [5, 3, 19, 29], [30, 20, 40, 30], [12, 8, 33, 22]]
+
+
+@pytest.mark.parametrize(
+    ("step", "window"),
+    [
+        (lambda s: crop_sample(s, (5, 3, 32, 25)), (5, 3, 32, 25)),
+        (lambda s: crop_sample(s, (8, 0, 40, 30), min_size=6), (8, 0, 40, 30)),
+        (lambda s: iou_crop(s, (0, 10, 25, 30)), (0, 10, 25, 30)),
+        (Pad((50, 45)), (0, 0, 50, 45)),
+        (lambda s: place(s, (-6, -4, 50, 40)), (-6, -4, 50, 40)),
+    ],
+    ids=["crop", "crop_min_size", "iou_crop", "pad", "zoom_out"],
+)
+def test_crops_and_pads_move_masks_as_they_move_the_full_bitmaps(step, window):
+    sample = blob_sample(30, 40, BLOBS, seed=4)
+    out = step(sample)
+    moved = on_canvas(sample.masks.to_bitmaps(), window)
+    assert len(out) > 0 and torch.equal(out.masks.to_bitmaps(), by_label(out, dict(enumerate(moved))))
+
+
+@pytest.mark.parametrize(
+    ("angle", "scale", "shear", "out_size"),
+    [(0.0, 1.0, (0.0, 0.0), (30, 40)), (23.0, 1.3, (2.0, -1.0), (36, 44)), (-40.0, 0.7, (0.0, 3.0), (20, 30))],
+)
+def test_affine_moves_masks_as_it_moves_the_full_bitmaps(angle, scale, shear, out_size):
+    sample = blob_sample(30, 40, BLOBS, seed=5)
+    matrix = affine_matrix((30, 40), out_size, angle=angle, scale=scale, shear=shear, centre=(0.45, 0.55))
+    out = affine_sample(sample, matrix, out_size)
+    warped = nearest_warp(sample.masks.to_bitmaps(), matrix, out_size)
+    assert len(out) > 0 and torch.equal(out.masks.to_bitmaps(), by_label(out, dict(enumerate(warped))))
 
 
 def test_random_affine_border_sets_the_output_size():

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from augment_helpers import box_sample, mask_box, same_sample
+import torch
+import torchvision.transforms.v2.functional as TF
+from augment_helpers import blob_sample, box_sample, by_label, mask_box, on_canvas, same_sample
 from torch.utils.data import Dataset
+from torchvision.transforms.v2 import InterpolationMode
 
 from lightdet.data import CopyPaste, LoadImage, MixUp, Mosaic, MultiImageMixDataset, Resize, set_pipeline
 from lightdet.data.augment import crop_sample
@@ -131,6 +134,62 @@ def test_copy_paste_aligns_other_sizes_top_left():
     assert out.labels.tolist() == [0, 5]  # the second object lies beyond x = 20: not pasted
     with pytest.raises(ValueError, match="with_mask"):
         copy_paste(box_sample(20, 20, [[0, 0, 4, 4]], masks=False), src)
+
+
+def _resized(bitmaps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return TF.resize(bitmaps, list(size), interpolation=InterpolationMode.NEAREST_EXACT)
+
+
+def test_mosaic_moves_masks_as_it_moves_the_full_bitmaps():
+    samples = [
+        blob_sample(30, 40, [[0, 0, 40, 30], [5, 3, 19, 29]], label_base=0, seed=1),
+        blob_sample(20, 50, [[10, 2, 50, 20], [0, 0, 6, 6]], label_base=10, seed=2),
+        blob_sample(64, 64, [[0, 30, 64, 64], [20, 0, 44, 40]], label_base=20, seed=3),
+        blob_sample(25, 25, [[3, 3, 22, 22]], label_base=30, seed=4),
+    ]
+    out = mosaic(samples, centre=(27, 21), tile=(32, 32))
+    expected = {}
+    for i, s in enumerate(samples):  # each fitted into the 32x32 tile (sides truncated), a corner at the centre
+        h, w = s.meta.img_size
+        f = min(32 / h, 32 / w)
+        fh, fw = max(1, int(h * f)), max(1, int(w * f))
+        x, y = 27 - fw if i % 2 == 0 else 27, 21 - fh if i < 2 else 21
+        moved = on_canvas(_resized(s.masks.to_bitmaps(), (fh, fw)), (-x, -y, 64 - x, 64 - y))
+        expected.update(zip(s.labels.tolist(), moved))
+    assert len(out) >= 5 and torch.equal(out.masks.to_bitmaps(), by_label(out, expected))
+
+
+@pytest.mark.parametrize(("jitter", "flip", "offset"), [(1.0, False, (0, 0)), (1.4, True, (5, 9)), (0.7, True, (0, 0))])
+def test_mixup_moves_masks_as_it_moves_the_full_bitmaps(jitter, flip, offset):
+    sample = blob_sample(30, 40, [[0, 0, 40, 30], [5, 3, 19, 29]], seed=1)
+    other = blob_sample(24, 44, [[10, 2, 44, 20], [0, 0, 12, 24], [30, 15, 40, 24]], label_base=10, seed=2)
+    out = mixup(sample, other, img_scale=(40, 40), jitter=jitter, flip=flip, offset=offset)
+    full = _resized(other.masks.to_bitmaps(), (21, 40))  # fitted into 40x40: factor 40 / 44
+    full = _resized(on_canvas(full, (0, 0, 40, 40)), (int(40 * jitter), int(40 * jitter)))
+    full = full.flip(-1) if flip else full
+    moved = on_canvas(full, (offset[0], offset[1], offset[0] + 40, offset[1] + 30))
+    expected = dict(enumerate(sample.masks.to_bitmaps())) | dict(zip(other.labels.tolist(), moved))
+    assert len(out) >= 3 and torch.equal(out.masks.to_bitmaps(), by_label(out, expected))
+
+
+def test_copy_paste_equals_copy_paste_of_the_full_bitmaps():
+    dst = blob_sample(30, 40, [[0, 0, 40, 30], [5, 3, 19, 29], [30, 20, 40, 30], [1, 1, 3, 3]], seed=5)
+    src = blob_sample(30, 36, [[10, 2, 36, 20], [0, 25, 5, 30], [20, 10, 30, 30]], label_base=10, seed=6)
+    for thresholds in [(10, 300), (2, 40), (0, 0)]:
+        out = copy_paste(dst, src, *thresholds)
+        # MMDetection's rule, on whole images
+        bitmaps = dst.masks.to_bitmaps()
+        pasted = on_canvas(src.masks.to_bitmaps(), (0, 0, 40, 30)).bool().any(0)
+        kept_masks = bitmaps * ~pasted
+        boxes = dst.boxes.clone()
+        touched = (kept_masks != bitmaps).flatten(1).any(1)
+        boxes[touched] = torch.tensor([mask_box(m) or [0, 0, 0, 0] for m in kept_masks[touched]], dtype=torch.float32)
+        kept = ((boxes - dst.boxes).abs() <= thresholds[0]).all(1) | (kept_masks.flatten(1).sum(1) > thresholds[1])
+        n = int(kept.sum())
+        assert out.labels[:n].tolist() == dst.labels[kept].tolist() and torch.equal(out.boxes[:n], boxes[kept])
+        assert torch.equal(out.masks.to_bitmaps()[:n], kept_masks[kept])
+        assert torch.equal(out.masks.to_bitmaps()[n:], on_canvas(src.masks.to_bitmaps(), (0, 0, 40, 30)))
+        assert torch.equal(out.image, torch.where(pasted, on_canvas(src.image, (0, 0, 40, 30)), dst.image))
 
 
 def test_copy_paste_step_pastes_a_random_subset():

@@ -3,14 +3,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
+from augment_helpers import blob_sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from torchvision.transforms.v2 import InterpolationMode
 
 from lightdet.data import Albu, Compose, LoadImage, RandomFlip, Resize, read_image, rescale_size
 from lightdet.data.records import ImageRecord
-from lightdet.data.transforms import hflip_sample
-from lightdet.structures import DetSample, ImageMeta
+from lightdet.data.transforms import hflip_sample, resize_sample
+from lightdet.structures import CroppedMasks, DetSample, ImageMeta
 
 
 def make_sample(h: int = 30, w: int = 40, boxes: list[list[int]] | None = None, seed: int = 0) -> DetSample:
@@ -94,7 +97,7 @@ def test_flip():
     assert mask_boxes(out.masks) == out.boxes.int().tolist()
     back = hflip_sample(out)
     assert not back.meta.flip and torch.equal(back.boxes, sample.boxes)
-    assert torch.equal(back.masks, sample.masks)
+    assert back.masks.equal(sample.masks)
     assert RandomFlip(prob=0.0)(sample) is sample
 
 
@@ -102,7 +105,7 @@ def test_albu_by_name_photometric_keeps_geometry():
     sample = make_sample()
     out = Albu([{"type": "RandomBrightnessContrast", "p": 1.0, "brightness_limit": [0.3, 0.4]}])(sample)
     assert not torch.equal(out.image, sample.image)
-    assert torch.equal(out.boxes, sample.boxes) and torch.equal(out.masks, sample.masks)
+    assert torch.equal(out.boxes, sample.boxes) and out.masks.equal(sample.masks)
     assert torch.equal(out.labels, sample.labels) and torch.equal(out.ignore, sample.ignore)
 
 
@@ -113,6 +116,38 @@ def test_albu_crop_drops_boxes_with_their_labels_and_masks():
     torch.testing.assert_close(out.boxes, torch.tensor([[5.0, 5, 20, 25], [15, 20, 25, 30]]))
     assert out.labels.tolist() == [1, 2] and out.ignore.tolist() == [True, False]
     assert mask_boxes(out.masks) == out.boxes.int().tolist()
+
+
+@pytest.mark.parametrize("size", [(60, 80), (17, 23), (45, 31), (30, 40)])
+def test_resize_and_flip_move_masks_as_they_move_the_full_bitmaps(size):
+    sample = blob_sample(30, 40, [[0, 0, 40, 30], [5, 3, 19, 29], [30, 20, 40, 30], [39, 0, 40, 1]], seed=1)
+    full = sample.masks.to_bitmaps()
+    resized = resize_sample(sample, size)
+    expected = TF.resize(full, list(size), interpolation=InterpolationMode.NEAREST_EXACT)
+    assert torch.equal(resized.masks.to_bitmaps(), expected)
+    assert torch.equal(hflip_sample(resized).masks.to_bitmaps(), expected.flip(-1))
+
+
+def test_albu_moves_masks_as_albumentations_moves_the_full_bitmaps():
+    sample = blob_sample(30, 40, [[2, 3, 12, 11], [20, 5, 35, 25], [30, 20, 40, 30]], seed=2)
+    full = sample.masks.to_bitmaps()
+    out = Albu([{"type": "Crop", "x_min": 15, "y_min": 2, "x_max": 40, "y_max": 27},
+                {"type": "HorizontalFlip", "p": 1.0}])(sample)  # fmt: skip
+    assert out.labels.tolist() == [1, 2]
+    assert torch.equal(out.masks.to_bitmaps(), full[1:, 2:27, 15:40].flip(-1))
+
+
+def test_albu_pixel_value_steps_never_paint_full_masks(monkeypatch):
+    sample = blob_sample(30, 40, [[2, 3, 12, 11], [20, 5, 35, 25]], seed=3)
+
+    def refuse(self):
+        raise AssertionError("full bitmaps made for pixel-value transforms")
+
+    monkeypatch.setattr(CroppedMasks, "to_bitmaps", refuse)
+    out = Albu([{"type": "OneOf", "transforms": [{"type": "RandomBrightnessContrast", "p": 1.0},
+                                                 {"type": "ToGray", "p": 1.0}]}], min_area=90)(sample)  # fmt: skip
+    assert out.labels.tolist() == [1]  # the 80 px box is below min_area: its mask goes with it
+    assert out.masks.equal(sample.masks[1:])
 
 
 def test_albu_errors_and_nested_compositions():

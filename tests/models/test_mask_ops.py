@@ -1,11 +1,11 @@
-"""Mask targets from ground-truth bitmaps and pasting RoI masks into images, on shapes with known answers."""
+"""Mask targets from ground-truth masks and pasting RoI masks into images, on shapes with known answers."""
 
 import pytest
 import torch
 from torchvision.ops import roi_align
 
 from lightdet.models.ops.masks import boxes_to_original, mask_targets, paste_in_original, paste_masks
-from lightdet.structures import ImageMeta
+from lightdet.structures import CroppedMasks, ImageMeta
 
 
 def rect_masks(h: int, w: int, rects: list[tuple[int, int, int, int]]) -> torch.Tensor:
@@ -18,12 +18,25 @@ def rect_masks(h: int, w: int, rects: list[tuple[int, int, int, int]]) -> torch.
 def test_target_of_the_instance_box_is_all_ones_and_halves_split():
     masks = rect_masks(40, 50, [(10, 8, 30, 24), (0, 0, 50, 40)])
     rois = torch.tensor([[10.0, 8, 30, 24], [20, 8, 40, 24], [10, 16, 30, 32]])
-    targets = mask_targets(masks, torch.tensor([0, 0, 0]), rois, 8)
+    targets = mask_targets(CroppedMasks.from_bitmaps(masks), torch.tensor([0, 0, 0]), rois, 8)
     assert targets.shape == (3, 8, 8)
     assert (targets[0] == 1).all()
     # shifted right by half the box: left half inside the instance, right half outside
     assert (targets[1][:, :4] == 1).all() and (targets[1][:, 4:] == 0).all()
     assert (targets[2][:4] == 1).all() and (targets[2][4:] == 0).all()
+
+
+def assert_targets_match_full_roi_align(masks: torch.Tensor, gt_index: torch.Tensor, rois: torch.Tensor, atol: float):
+    """Soft targets equal RoIAlign of the full bitmaps; hard ones its threshold wherever that is clear."""
+    indexed = torch.cat([gt_index[:, None].float(), rois], 1)
+    cropped = CroppedMasks.from_bitmaps(masks)
+    for aligned in (True, False):
+        full = roi_align(masks[:, None].float(), indexed, 28, 1.0, 0, aligned)[:, 0]
+        soft = mask_targets(cropped, gt_index, rois, 28, aligned=aligned, binarize=False)
+        torch.testing.assert_close(soft, full, atol=atol, rtol=0)
+        hard = mask_targets(cropped, gt_index, rois, 28, aligned=aligned)
+        clear = (full - 0.5).abs() > atol  # values at 0.5 may round either way
+        assert torch.equal(hard[clear], (full[clear] >= 0.5).float())
 
 
 def test_targets_equal_full_image_roi_align_away_from_the_border():
@@ -35,18 +48,36 @@ def test_targets_equal_full_image_roi_align_away_from_the_border():
     rois = torch.tensor(
         [[5.0, 5, 30, 40], [0, 0, 70, 60], [10, 10, 20, 20], [-5.5, 20, 40.2, 70], [33, 3, 66, 21]]
     )
-    indexed = torch.cat([gt_index[:, None].float(), rois], 1)
-    for aligned in (True, False):
-        full = roi_align(masks[:, None].float(), indexed, 28, 1.0, 0, aligned)[:, 0]
-        soft = mask_targets(masks, gt_index, rois, 28, aligned=aligned, binarize=False)
-        torch.testing.assert_close(soft, full, atol=1e-5, rtol=0)
-        hard = mask_targets(masks, gt_index, rois, 28, aligned=aligned)
-        clear = (full - 0.5).abs() > 1e-5  # values at 0.5 may round either way
-        assert torch.equal(hard[clear], (full[clear] >= 0.5).float())
+    assert_targets_match_full_roi_align(masks, gt_index, rois, atol=1e-5)
+
+
+def test_targets_equal_full_image_roi_align_at_the_border():
+    """Instances touching every side of the image: RoIAlign clamps at the image's edge on both sides."""
+    g = torch.Generator().manual_seed(1)
+    masks = (torch.rand(4, 50, 64, generator=g) > 0.5).to(torch.uint8)
+    masks[0, :, :40] = 0  # right part only
+    masks[1, :30] = 0  # bottom part only
+    masks[2, 10:, 10:] = 0  # top-left corner only
+    rois = torch.tensor([[40.0, 0, 64, 50], [30, 40, 70.5, 52], [-3, -3, 12, 12], [0, 0, 64, 50],
+                         [50.2, 30.7, 63.9, 49.6], [20, 35, 64, 50]])  # fmt: skip
+    assert_targets_match_full_roi_align(masks, torch.tensor([0, 1, 2, 3, 0, 1]), rois, atol=1e-5)
+
+
+def test_targets_of_a_large_image_match_within_coordinate_rounding():
+    """At 800 x 1333 px the RoIs' float32 coordinates, moved into the windows, round by up to ~1e-4 px."""
+    g = torch.Generator().manual_seed(2)
+    masks = torch.zeros((5, 800, 1333), dtype=torch.uint8)
+    for i, (x0, y0, x1, y1) in enumerate([(0, 0, 300, 200), (1000, 600, 1333, 800), (500, 100, 900, 700),
+                                          (1200, 0, 1333, 90), (10, 700, 80, 800)]):  # fmt: skip
+        masks[i, y0:y1, x0:x1] = (torch.rand(y1 - y0, x1 - x0, generator=g) > 0.3).to(torch.uint8)
+    boxes = CroppedMasks.from_bitmaps(masks).regions.float()
+    gt_index = torch.arange(5).repeat(4)
+    jitter = (torch.rand(20, 4, generator=g) - 0.5) * 0.2 * (boxes[gt_index, 2:] - boxes[gt_index, :2]).repeat(1, 2)
+    assert_targets_match_full_roi_align(masks, gt_index, boxes[gt_index] + jitter, atol=5e-4)
 
 
 def test_no_positive_gives_no_target():
-    masks = rect_masks(10, 10, [(1, 1, 5, 5)])
+    masks = CroppedMasks.from_bitmaps(rect_masks(10, 10, [(1, 1, 5, 5)]))
     assert mask_targets(masks, torch.zeros(0, dtype=torch.int64), torch.zeros(0, 4), 28).shape == (0, 28, 28)
 
 

@@ -1,6 +1,7 @@
 """YOLOX's random affine augmentation: rotation, scaling, shear and translation in one warp.
 
-The warp runs in OpenCV (bilinear image, nearest-neighbour masks); boxes become the enclosing boxes of
+The image warp runs in OpenCV (bilinear); masks are warped over their regions by OpenCV's nearest-neighbour
+rule (:meth:`~lightdet.structures.CroppedMasks.warp_affine`); boxes become the enclosing boxes of
 their warped corners (MMDetection's and YOLOX's rule), clipped, and are dropped below ``min_size``.
 Random numbers come from :func:`lightdet.data.streams.augment_generator`. A training step:
 ``meta.scale_factor`` is left as it is.
@@ -50,10 +51,8 @@ def affine_matrix(
     return to_output @ shear_m @ rotate @ to_origin
 
 
-def _warp(
-    array: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], nearest: bool, fill: Fill
-) -> np.ndarray:
-    """OpenCV's ``warpAffine`` of an ``[H, W, C]`` array (C up to OpenCV's 512 channels per call).
+def _warp_image(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], fill: Fill) -> np.ndarray:
+    """OpenCV's bilinear ``warpAffine`` of an ``[H, W, 3]`` image (``fill`` where nothing maps).
 
     ``matrix`` maps continuous coordinates (pixel ``i`` spans ``[i, i + 1)``, the boxes' convention);
     OpenCV puts pixel centres at integers, so the matrix is conjugated by a half-pixel shift.
@@ -62,15 +61,12 @@ def _warp(
 
     half = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], dtype=np.float64)
     matrix = np.linalg.inv(half) @ matrix @ half
-    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     colour = [int(fill)] * 3 if isinstance(fill, (int, float)) else [int(v) for v in fill]
-    border = (0, 0, 0, 0) if nearest else (*colour, 0)
-    chunks = [np.ascontiguousarray(array[..., i : i + 512]) for i in range(0, array.shape[2], 512)]
-    out = [
-        cv2.warpAffine(c, matrix[:2], (out_size[1], out_size[0]), flags=flags, borderValue=border)
-        for c in chunks
-    ]
-    return np.concatenate([o.reshape(*out_size, -1) for o in out], axis=2)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(image), matrix[:2], (out_size[1], out_size[0]), flags=cv2.INTER_LINEAR,
+        borderValue=(*colour, 0),
+    )
+    return out.reshape(*out_size, 3)
 
 
 def affine_sample(
@@ -81,18 +77,13 @@ def affine_sample(
     The image is interpolated bilinearly (``fill`` outside), masks by nearest neighbour; each box becomes
     the enclosing box of its four warped corners, clipped, and is dropped below ``min_size``.
     """
-    image = _warp(sample.image.permute(1, 2, 0).numpy(), matrix, out_size, nearest=False, fill=fill)
+    image = _warp_image(sample.image.permute(1, 2, 0).numpy(), matrix, out_size, fill)
     b = sample.boxes
     corners = torch.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [0, 3]], b[:, [2, 3]]], dim=1)  # [N, 4, 2]
     m = torch.as_tensor(matrix[:2], dtype=torch.float32)
     warped = corners @ m[:, :2].T + m[:, 2]  # [N, 4, 2]
     boxes = clip_boxes(torch.cat([warped.amin(dim=1), warped.amax(dim=1)], dim=1), out_size)
-    masks = sample.masks
-    if masks is not None and len(masks):
-        moved = _warp(masks.permute(1, 2, 0).numpy(), matrix, out_size, nearest=True, fill=0)
-        masks = torch.from_numpy(moved).permute(2, 0, 1).contiguous()
-    elif masks is not None:
-        masks = masks.new_zeros((0, *out_size))
+    masks = None if sample.masks is None else sample.masks.warp_affine(matrix, out_size)
     out = replace(
         sample,
         image=torch.from_numpy(image).permute(2, 0, 1).contiguous(),

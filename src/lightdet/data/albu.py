@@ -3,6 +3,8 @@
 albumentations stays the catalogue for photometric and most geometric augmentations; this adapter
 converts the sample to numpy, runs an ``albumentations.Compose`` with ``pascal_voc`` (xyxy pixel)
 boxes, and keeps labels, ignore flags and masks of the boxes that survive (a crop may drop some).
+Masks go through albumentations as full bitmaps only when some transform moves pixels; a list of
+pixel-value transforms leaves them as they are.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightdet.structures import DetSample, clip_boxes
+from lightdet.structures import CroppedMasks, DetSample, clip_boxes
 
 __all__ = ["Albu", "build_albumentation"]
 
@@ -59,6 +61,16 @@ def build_albumentation(spec: Mapping[str, Any]) -> Any:
     return getattr(A, name)(**kwargs)
 
 
+def _moves_pixels(transform: Any) -> bool:
+    """Whether an albumentations transform (or composition) may change masks: anything but pixel-value
+    (``ImageOnlyTransform``) transforms."""
+    import albumentations as A
+
+    if isinstance(transform, A.BaseCompose):
+        return any(_moves_pixels(t) for t in transform.transforms)
+    return not isinstance(transform, A.ImageOnlyTransform)
+
+
 class Albu:
     """Runs albumentations transforms given by name, keeping boxes, labels, ignore and masks in sync.
 
@@ -93,6 +105,7 @@ class Albu:
         with warnings.catch_warnings():  # photometric-only lists: boxes pass through unchanged
             warnings.filterwarnings("ignore", message="Got processor for bboxes, but no transform")
             self._compose = A.Compose([build_albumentation(s) for s in self.specs], bbox_params=bbox_params)
+        self._moves_masks = _moves_pixels(self._compose)
         self._seed: int | None = None
 
     def _reseed(self) -> None:
@@ -110,9 +123,9 @@ class Albu:
             "bboxes": boxes[index].numpy(),  # [M, 4] xyxy
             "box_index": index.numpy(),  # [M] row of each box in the sample
         }
-        with_masks = sample.masks is not None and len(sample.masks) > 0
+        with_masks = sample.masks is not None and len(sample.masks) > 0 and self._moves_masks
         if with_masks:
-            data["masks"] = sample.masks.numpy()  # type: ignore[union-attr]
+            data["masks"] = sample.masks.to_bitmaps().numpy()  # type: ignore[union-attr]
         return self._to_sample(sample, self._compose(**data), with_masks)
 
     def _to_sample(self, sample: DetSample, out: dict[str, Any], with_masks: bool) -> DetSample:
@@ -130,9 +143,10 @@ class Albu:
         boxes, keep = boxes[ok], keep[ok]
         masks = sample.masks
         if with_masks:
-            masks = torch.from_numpy(np.require(np.asarray(out["masks"]), requirements=["W"]))[keep]
-        elif masks is not None:
-            masks = masks.new_zeros((0, *hw))
+            bitmaps = np.require(np.asarray(out["masks"]), requirements=["C", "W"])
+            masks = CroppedMasks.from_bitmaps(torch.from_numpy(bitmaps))[keep]
+        elif masks is not None:  # no instance, or pixel-value transforms only (the image keeps its size)
+            masks = masks[keep] if len(masks) else CroppedMasks.empty(hw)
         return replace(
             sample,
             image=image.contiguous(),

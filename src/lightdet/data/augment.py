@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from lightdet.data.sample_ops import Fill, large_boxes, masks_to_boxes, place, take
+from lightdet.data.sample_ops import Fill, large_boxes, place, take
 from lightdet.data.streams import chance, randint, uniform
 from lightdet.data.transforms import rescale_size, resize_sample
 from lightdet.structures import DetSample, clip_boxes
@@ -146,7 +146,7 @@ def crop_sample(
     """
     out = place(sample, window)
     if recompute_boxes and out.masks is not None:
-        out = replace(out, boxes=masks_to_boxes(out.masks))
+        out = replace(out, boxes=out.masks.tight_boxes())
     return take(out, large_boxes(out.boxes, min_size))
 
 

@@ -32,7 +32,6 @@ from lightdet.data.sample_ops import (
     Fill,
     fill_pixels,
     large_boxes,
-    masks_to_boxes,
     paste,
     place,
     stack_instances,
@@ -289,15 +288,14 @@ def copy_paste(
         raise ValueError("CopyPaste needs instance masks (set dataset.with_mask=true)")
     h, w = dst.meta.img_size
     src = place(src, (0, 0, w, h), 0)
-    src = take(src, src.masks.flatten(1).bool().any(dim=1))  # type: ignore[union-attr]
-    pasted = src.masks.bool().any(dim=0)  # type: ignore[union-attr]  # [H, W]
-    masks = dst.masks * ~pasted
-    touched = (masks != dst.masks).flatten(1).any(dim=1)  # [N] bool
+    src = take(src, src.masks.pixel_counts() > 0)  # type: ignore[union-attr]
+    pasted = src.masks.union()  # type: ignore[union-attr]  # bool [H, W]
+    masks = dst.masks.erase(pasted)
+    counts = masks.pixel_counts()
+    touched = counts < dst.masks.pixel_counts()  # [N] bool: erasing only clears pixels
     boxes = dst.boxes.clone()
-    boxes[touched] = masks_to_boxes(masks[touched])
-    kept = ((boxes - dst.boxes).abs() <= bbox_occluded_thr).all(dim=1) | (
-        masks.flatten(1).sum(1) > mask_occluded_thr
-    )
+    boxes[touched] = masks[touched].tight_boxes()
+    kept = ((boxes - dst.boxes).abs() <= bbox_occluded_thr).all(dim=1) | (counts > mask_occluded_thr)
     dst = take(replace(dst, boxes=boxes, masks=masks), kept)
     image = torch.where(pasted, src.image, dst.image)
     return stack_instances([dst, src], image, dst.meta)

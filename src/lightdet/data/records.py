@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from pycocotools import mask as mask_utils
+
+from lightdet.cropped_masks import CroppedMasks
 
 __all__ = ["ImageRecord", "RecordStore", "Segmentation", "decode_masks", "segmentation_problem"]
 
@@ -83,21 +86,28 @@ def _to_rle(segmentation: Segmentation, height: int, width: int) -> dict[str, An
     return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
 
 
-def decode_masks(segmentations: Sequence[Segmentation], height: int, width: int) -> np.ndarray:
-    """Rasterises COCO segmentations with pycocotools.
+def decode_masks(segmentations: Sequence[Segmentation], height: int, width: int) -> CroppedMasks:
+    """Rasterises COCO segmentations with pycocotools, keeping each instance's region only.
 
     Args:
         segmentations: ``N`` instances, each polygons or an RLE dict.
         height, width: the image size.
 
     Returns:
-        ``uint8 [N, height, width]`` 0/1 masks (C-contiguous).
+        :class:`~lightdet.structures.CroppedMasks` whose regions are the RLEs' boxes (pycocotools'
+        ``toBbox``, which holds every set pixel). One instance is decoded at a time, so no more than one
+        full-image bitmap exists at once.
     """
     if len(segmentations) == 0:
-        return np.zeros((0, height, width), dtype=np.uint8)
-    # pycocotools converts one instance at a time; the decode itself is batched
+        return CroppedMasks.empty((height, width))
     rles = [_to_rle(s, height, width) for s in segmentations]
-    return np.ascontiguousarray(mask_utils.decode(rles).transpose(2, 0, 1))
+    xywh = mask_utils.toBbox(rles).astype(np.int64).reshape(-1, 4)
+    regions = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)
+    crops = [
+        torch.from_numpy(mask_utils.decode(rle)[y0:y1, x0:x1])
+        for rle, (x0, y0, x1, y1) in zip(rles, regions.tolist())
+    ]
+    return CroppedMasks.from_crops(crops, torch.from_numpy(regions), (height, width))
 
 
 def _rle_string_counts(counts: str) -> list[int] | None:

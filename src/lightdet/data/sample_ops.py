@@ -1,9 +1,10 @@
 """Whole-sample operations shared by the augmentation steps: select instances, crop or pad onto a canvas,
-stack the instances of several samples, boxes from masks.
+stack the instances of several samples.
 
 Every function returns a new :class:`~lightdet.structures.DetSample` (tensors are never written in place,
 so a sample kept in a step's cache stays as it was) with boxes, labels, ignore flags and masks indexed
-together, and boxes clipped to the image.
+together, and boxes clipped to the image. Masks are :class:`~lightdet.structures.CroppedMasks`, moved by
+their own methods.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from lightdet.structures import DetSample, ImageMeta, clip_boxes
+from lightdet.structures import CroppedMasks, DetSample, ImageMeta, clip_boxes
 
 __all__ = [
     "Fill",
     "fill_pixels",
     "large_boxes",
-    "masks_to_boxes",
     "paste",
     "place",
     "stack_instances",
@@ -64,20 +64,17 @@ def paste(canvas: Tensor, sample: DetSample, offset: Sequence[int]) -> DetSample
     corner at ``offset = (x, y)`` of it (may be negative or beyond: only the overlap is written).
 
     Returns the sample on the canvas: ``image`` is ``canvas``, boxes move by the offset and are clipped
-    to the canvas, masks are placed on zero canvases. Nothing is dropped (a box off the canvas becomes
-    empty: :func:`large_boxes` finds it).
+    to the canvas, masks move the same way and are cut at its border. Nothing is dropped (a box off the
+    canvas becomes empty: :func:`large_boxes` finds it).
     """
     x, y = int(offset[0]), int(offset[1])
     h, w = sample.meta.img_size
     size = (int(canvas.shape[1]), int(canvas.shape[2]))
     # the overlap in canvas pixels
     x1, y1, x2, y2 = max(x, 0), max(y, 0), min(x + w, size[1]), min(y + h, size[0])
-    masks = None if sample.masks is None else sample.masks.new_zeros((len(sample), *size))
     if x2 > x1 and y2 > y1:
-        src = (slice(None), slice(y1 - y, y2 - y), slice(x1 - x, x2 - x))
-        canvas[:, y1:y2, x1:x2] = sample.image[src]
-        if masks is not None:
-            masks[:, y1:y2, x1:x2] = sample.masks[src]  # type: ignore[index]
+        canvas[:, y1:y2, x1:x2] = sample.image[:, y1 - y : y2 - y, x1 - x : x2 - x]
+    masks = None if sample.masks is None else sample.masks.translate((x, y), size)
     boxes = clip_boxes(sample.boxes + sample.boxes.new_tensor([x, y, x, y]), size)
     return replace(sample, image=canvas, boxes=boxes, masks=masks, meta=replace(sample.meta, img_size=size))
 
@@ -109,7 +106,7 @@ def stack_instances(samples: Sequence[DetSample], image: Tensor, meta: ImageMeta
         raise ValueError(
             "cannot mix samples with masks and samples without (is with_mask set for every dataset?)"
         )
-    masks = torch.cat([s.masks for s in samples]) if all(with_masks) else None  # type: ignore[misc]
+    masks = CroppedMasks.cat([s.masks for s in samples]) if all(with_masks) else None  # type: ignore[misc]
     return DetSample(
         image=image,
         boxes=torch.cat([s.boxes for s in samples]),
@@ -118,23 +115,3 @@ def stack_instances(samples: Sequence[DetSample], image: Tensor, meta: ImageMeta
         masks=masks,
         meta=meta,
     )
-
-
-def masks_to_boxes(masks: Tensor) -> Tensor:
-    """``float32 [N, 4]``: the tight xyxy box of each mask's nonzero pixels (pixel ``i`` spans ``[i, i + 1)``).
-
-    Args:
-        masks: ``uint8`` or ``bool [N, H, W]``.
-
-    Returns:
-        The boxes; all zeros for an empty mask.
-    """
-    n, h, w = masks.shape
-    cols = masks.bool().any(dim=1)  # [N, W]: a column holds a pixel of the instance
-    rows = masks.bool().any(dim=2)  # [N, H]
-    x1 = cols.byte().argmax(dim=1)
-    x2 = w - cols.flip(1).byte().argmax(dim=1)
-    y1 = rows.byte().argmax(dim=1)
-    y2 = h - rows.flip(1).byte().argmax(dim=1)
-    boxes = torch.stack((x1, y1, x2, y2), dim=1).float().reshape(n, 4)
-    return boxes * cols.any(dim=1, keepdim=True)

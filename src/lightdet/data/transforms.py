@@ -76,7 +76,8 @@ class Compose:
 class LoadImage:
     """``ImageRecord -> DetSample``: decodes the image and, when the record has segmentations, its masks.
 
-    Masks (``uint8 [N, H, W]``) are rasterised with pycocotools from polygons or RLE; records carry
+    Masks are rasterised with pycocotools from polygons or RLE into
+    :class:`~lightdet.structures.CroppedMasks` (each instance's own region only); records carry
     segmentations only when the dataset was built with ``with_mask=True``.
 
     Args:
@@ -104,7 +105,7 @@ class LoadImage:
             raise _size_mismatch(record, hw, self.exif)
         masks = None
         if record.segmentations is not None:
-            masks = torch.from_numpy(decode_masks(record.segmentations, *hw))
+            masks = decode_masks(record.segmentations, *hw)
         return DetSample(
             image=image,
             boxes=torch.as_tensor(record.boxes, dtype=torch.float32).reshape(-1, 4),
@@ -150,14 +151,8 @@ def resize_sample(sample: DetSample, size: tuple[int, int]) -> DetSample:
         return sample
     sx, sy = nw / w, nh / h
     image = TF.resize(sample.image, [nh, nw], interpolation=InterpolationMode.BILINEAR, antialias=True)
-    masks = sample.masks
-    if masks is not None:
-        # nearest-exact samples pixel centres, which keeps masks aligned with the scaled boxes
-        masks = (
-            TF.resize(masks, [nh, nw], interpolation=InterpolationMode.NEAREST_EXACT)
-            if len(masks)
-            else masks.new_zeros((0, nh, nw))
-        )
+    # nearest-exact samples pixel centres, which keeps masks aligned with the scaled boxes
+    masks = None if sample.masks is None else sample.masks.resize((nh, nw))
     boxes = clip_boxes(sample.boxes * sample.boxes.new_tensor([sx, sy, sx, sy]), (nh, nw))
     old = sample.meta.scale_factor
     meta = replace(sample.meta, img_size=(nh, nw), scale_factor=(old[0] * sx, old[1] * sy))
@@ -230,7 +225,7 @@ def hflip_sample(sample: DetSample) -> DetSample:
     w = sample.meta.img_size[1]
     x1, y1, x2, y2 = sample.boxes.unbind(-1)
     boxes = torch.stack((w - x2, y1, w - x1, y2), dim=-1)
-    masks = None if sample.masks is None else sample.masks.flip(-1)
+    masks = None if sample.masks is None else sample.masks.hflip()
     meta = replace(sample.meta, flip=not sample.meta.flip)
     return replace(sample, image=sample.image.flip(-1), boxes=boxes, masks=masks, meta=meta)
 

@@ -46,7 +46,7 @@ def draw_sample(sample: DetSample, class_names: Sequence[str]) -> torch.Tensor:
     ignore = sample.ignore.tolist() if sample.ignore is not None else [False] * len(labels)
     box_colours = [_IGNORE_COLOUR if ig else colours[lab] for lab, ig in zip(labels, ignore)]
     if sample.masks is not None and len(sample.masks):
-        image = draw_segmentation_masks(image, sample.masks.bool(), alpha=0.4, colors=box_colours)
+        image = draw_segmentation_masks(image, sample.masks.to_bitmaps().bool(), alpha=0.4, colors=box_colours)
     if len(labels) == 0:
         return image
     names = [f"{class_names[lab]}{' (ignore)' if ig else ''}" for lab, ig in zip(labels, ignore)]
