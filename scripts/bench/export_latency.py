@@ -6,7 +6,9 @@ return their top 300 whatever the weights), exports it with ``lightdet.export`` 
 sizes), and times ``predict`` of one image in the three runtimes, alternating between them, after a warm-up.
 Each model runs at its recipes' test size (the R-CNNs, RetinaNet and FCOS at 800x1216, the DETRs at 640x640)
 unless ``--size`` sets one for all. Prints the median latency of each and the ratio to eager
-(below 1 means faster than eager). ONNX Runtime gets as many intra-op threads as PyTorch. On a machine shared
+(below 1 means faster than eager): "eager" is the model as built, "eager opt" the same model after
+:func:`lightdet.models.optimize_for_inference` (BatchNorm folded, channels-last weights), which is what
+``Predictor`` and ``lightdet-test`` run; the last column compares ONNX Runtime with it. ONNX Runtime gets as many intra-op threads as PyTorch. On a machine shared
 with other work, run with ``OMP_WAIT_POLICY=PASSIVE``: PyTorch's OpenMP threads and ONNX Runtime's (then told
 not to spin either) sleep instead of spinning while they wait, which otherwise starves whichever runs next.
 
@@ -20,6 +22,7 @@ A model without an export graph is listed with the reason and skipped.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import tempfile
@@ -33,7 +36,7 @@ from torch import nn
 
 from lightdet.composition import compose_config
 from lightdet.export import ExportError, ExportOptions, export_detector, load_export
-from lightdet.models import BBoxHead, FCOSHead, RetinaHead
+from lightdet.models import BBoxHead, FCOSHead, RetinaHead, optimize_for_inference
 from lightdet.structures import DetBatch, DetSample, ImageMeta
 
 R50_MODELS = ("faster_rcnn", "mask_rcnn", "cascade_rcnn", "cascade_mask_rcnn", "retinanet", "fcos")
@@ -80,7 +83,10 @@ def image_batch(h: int, w: int) -> DetBatch:
 
 def runtimes(model: nn.Module, folder: Path, threads: int) -> dict[str, Callable[[DetBatch], object]]:
     """``{runtime: predict}`` for eager, ONNX Runtime and TorchScript (the last two exported to ``folder``)."""
-    out: dict[str, Callable[[DetBatch], object]] = {"eager": torch.inference_mode()(model.predict)}
+    out: dict[str, Callable[[DetBatch], object]] = {
+        "eager": torch.inference_mode()(model.predict),
+        "eager opt": torch.inference_mode()(optimize_for_inference(copy.deepcopy(model)).predict),
+    }
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     config = {"session.intra_op.allow_spinning": "0"} if passive else {}
     for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".torchscript")):
@@ -122,7 +128,7 @@ def main() -> None:
     print(f"batch 1, {threads} threads (wait policy {wait}), median of {args.repeats} runs")
     print(
         f"{'model':<20} {'image':>9} {'eager ms':>9} {'onnxrt ms':>10} {'ratio':>6} {'torchscript ms':>15} "
-        f"{'ratio':>6}"
+        f"{'ratio':>6} {'eager opt ms':>13} {'onnxrt/opt':>10}"
     )
     for name in args.models:
         h, w = args.size or default_size(name)
@@ -138,7 +144,8 @@ def main() -> None:
         eager = med["eager"]
         print(
             f"{name:<20} {h:>4}x{w:<4} {eager * 1e3:>9.0f} {med['onnx'] * 1e3:>10.0f} {med['onnx'] / eager:>6.2f} "
-            f"{med['torchscript'] * 1e3:>15.0f} {med['torchscript'] / eager:>6.2f}"
+            f"{med['torchscript'] * 1e3:>15.0f} {med['torchscript'] / eager:>6.2f} "
+            f"{med['eager opt'] * 1e3:>13.0f} {med['onnx'] / med['eager opt']:>10.2f}"
         )
 
 

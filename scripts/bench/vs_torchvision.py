@@ -138,6 +138,51 @@ def profile(label: str, model: nn.Module, run: Callable[[], object], repeats: in
     print("    top operators (self CPU time): " + ", ".join(f"{e.key} {e.self_cpu_time_total / 1000:.1f} ms" for e in rows))
 
 
+@contextmanager
+def wrapped(obj: object, method: str, record: Callable[[object], None]) -> Iterator[None]:
+    """Calls ``record(result)`` after every call of ``obj.method`` while the block runs."""
+    original = getattr(obj, method)
+
+    def wrapper(*a, **k):
+        out = original(*a, **k)
+        record(out)
+        return out
+
+    setattr(obj, method, wrapper)
+    try:
+        yield
+    finally:
+        delattr(obj, method)
+
+
+def sample_counts(ours: nn.Module, tv: nn.Module, step_ours: Callable[[], None], step_tv: Callable[[], None]) -> None:
+    """Prints, for a two-stage model, the proposals per image and the sampled RoIs per image (positives) that
+    one training step of each side uses: the train-step comparison is only fair when they agree."""
+    counts: dict[str, list[int]] = defaultdict(list)
+    bg = ours.roi_head.num_classes if hasattr(ours.roi_head, "num_classes") else None
+
+    def ours_rpn(out) -> None:
+        counts["ours proposals"] += [len(p.boxes) for p in out[1]]
+
+    def ours_sample(s) -> None:
+        counts["ours rois"].append(len(s.boxes))
+        counts["ours positives"].append(int((s.labels != bg).sum()))
+
+    def tv_rpn(out) -> None:
+        counts["tv proposals"] += [len(b) for b in out[0]]
+
+    def tv_sample(out) -> None:
+        counts["tv rois"] += [len(p) for p in out[0]]
+        counts["tv positives"] += [int((lb > 0).sum()) for lb in out[2]]
+
+    with wrapped(ours.rpn_head, "loss", ours_rpn), wrapped(ours.roi_head, "sample", ours_sample):
+        step_ours()
+    with wrapped(tv.rpn, "filter_proposals", tv_rpn), wrapped(tv.roi_heads, "select_training_samples", tv_sample):
+        step_tv()
+    for what in ("proposals", "rois", "positives"):
+        print(f"  {what:>10} per image: lightdet {counts['ours ' + what]}  torchvision {counts['tv ' + what]}")
+
+
 def bench(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     h, w = args.size
     ours, tv = build_pair(arch, h, w)
@@ -194,6 +239,8 @@ def bench(arch: str, args: argparse.Namespace, device: torch.device) -> None:
         ma, mb = statistics.median(ta), statistics.median(tb)
         print(f"  {name:>10}: lightdet {ma * 1000:8.1f} ms ({args.batch / ma:6.1f} img/s)  torchvision "
               f"{mb * 1000:8.1f} ms ({args.batch / mb:6.1f} img/s)  ratio {ma / mb:5.2f}")  # fmt: skip
+    if not args.no_train and hasattr(ours, "roi_head"):
+        sample_counts(ours, tv, pairs[-1][1], pairs[-1][2])
     if args.profile:
         profile("lightdet", fast, infer_ours, args.repeats)
         profile("torchvision", tv, infer_tv, args.repeats)
