@@ -57,6 +57,11 @@ ALLOWED: dict[str, str] = {
     "callbacks.val_images*": "predictions on validation images, logged to TensorBoard, are a default callback",
     "module.optimize_inference": "new key: evaluation runs a copy with BatchNorm folded and channels-last "
     "weights (the same detections, parity-tested); true",
+    # dataset caching and the worker-count rule (lightdet.data.image_cache, lightdet.data.workers)
+    "dataset.cache": "new key: decoded images kept for the run, null (decode on every load, as before), ram or disk",
+    "dataset.datamodule.*.cache": "each dataset's cache argument, interpolating dataset.cache",
+    "dataset.num_workers": "auto: max(0, min(8, usable CPUs // devices - 1)) per training process, was 2",
+    "dataset.datamodule.num_workers": "interpolates dataset.num_workers",
 }
 
 

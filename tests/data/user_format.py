@@ -43,7 +43,8 @@ class CsvDataset(RecordDataset):
     """A CSV file of boxes and its image folder; rows of classes not in ``classes`` are dropped."""
 
     def __init__(
-        self, csv_file: str | PathLike, img_dir: str | PathLike, *, classes: ClassesSpec, pipeline: Any = None
+        self, csv_file: str | PathLike, img_dir: str | PathLike, *, classes: ClassesSpec, pipeline: Any = None,
+        cache: str | None = None,
     ) -> None:
         self.source, self.class_names = str(csv_file), load_class_names(classes)
         coco = read_csv_as_coco(csv_file, self.class_names)
@@ -58,7 +59,7 @@ class CsvDataset(RecordDataset):
                 labels=np.array([a["category_id"] - 1 for a in anns], dtype=np.int64),
                 ignore=np.zeros(len(anns), dtype=bool),
             ))
-        self._set_records(records, pipeline)
+        self._set_records(records, pipeline, cache=cache)
 
     @classmethod
     def annotation_sources(

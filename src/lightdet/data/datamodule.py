@@ -16,6 +16,7 @@ from lightdet.data.datasets.base import PipelineSpec
 from lightdet.data.datasets.wrappers import set_pipeline
 from lightdet.data.samplers import GroupedBatchSampler, aspect_ratio_group_ids
 from lightdet.data.streams import seed_stream, set_stream_rank
+from lightdet.data.workers import NumWorkers, check_num_workers, resolve_num_workers, usable_cpus
 from lightdet.structures import DetBatch, DetSample
 
 __all__ = ["DetDataModule", "init_train_worker"]
@@ -38,7 +39,9 @@ class DetDataModule(L.LightningDataModule):
             defaults to ``val``.
         batch_size: training images per batch (per process under DDP).
         val_batch_size: images per batch for validation and test.
-        num_workers: DataLoader worker processes; 0 loads in the main process.
+        num_workers: DataLoader worker processes per training process; 0 loads in the main process;
+            ``"auto"`` resolves, when a loader is built, to ``max(0, min(8, usable CPUs // devices - 1))``
+            with the trainer's devices (:mod:`lightdet.data.workers`).
         pin_memory: pin batches (only when CUDA is available).
         persistent_workers: keep workers alive between epochs (ignored with ``num_workers=0``).
         group_by_aspect_ratio: training batches of all-landscape or all-portrait images
@@ -72,27 +75,27 @@ class DetDataModule(L.LightningDataModule):
         test: Dataset[DetSample] | None = None,
         batch_size: int = 2,
         val_batch_size: int = 1,
-        num_workers: int = 2,
+        num_workers: NumWorkers = "auto",
         pin_memory: bool = True,
         persistent_workers: bool = True,
         group_by_aspect_ratio: bool = True,
         shuffle: bool = True,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or val_batch_size < 1 or num_workers < 0:
+        if batch_size < 1 or val_batch_size < 1:
             raise ValueError(
-                f"DetDataModule: need batch_size >= 1, val_batch_size >= 1, num_workers >= 0, got "
-                f"{batch_size}, {val_batch_size}, {num_workers}"
+                f"DetDataModule: need batch_size >= 1 and val_batch_size >= 1, got {batch_size}, {val_batch_size}"
             )
         self.train, self.val = train, val
         self.test = test if test is not None else val
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
-        self.num_workers = num_workers
+        self.num_workers = check_num_workers(num_workers, "DetDataModule")
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.group_by_aspect_ratio = group_by_aspect_ratio
         self.shuffle = shuffle
         self._switch: tuple[int, PipelineSpec] | None = None
+        self._told_workers = False
 
     @property
     def class_names(self) -> list[str]:
@@ -134,13 +137,23 @@ class DetDataModule(L.LightningDataModule):
         """
         set_pipeline(self._require(self.train, "train"), pipeline)
 
+    def loader_workers(self) -> int:
+        """The worker count of the loaders: ``num_workers``, with ``"auto"`` resolved for the trainer's devices
+        (one device without a trainer)."""
+        return resolve_num_workers(self.num_workers, int(getattr(self.trainer, "num_devices", None) or 1))
+
     def _loader(self, dataset: Dataset[DetSample], **kwargs: Any) -> DataLoader[DetBatch]:
+        workers = self.loader_workers()
+        if self.num_workers == "auto" and not self._told_workers:
+            rank_zero_info(f"num_workers=auto: {workers} DataLoader workers per training process ({usable_cpus()} "
+                           "usable CPUs, max(0, min(8, CPUs // devices - 1)))")
+            self._told_workers = True
         return DataLoader(
             dataset,
-            num_workers=self.num_workers,
+            num_workers=workers,
             collate_fn=DetBatch.collate,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            persistent_workers=self.persistent_workers and workers > 0,
             **kwargs,
         )
 

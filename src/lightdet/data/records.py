@@ -39,6 +39,9 @@ class ImageRecord:
         ignore: ``bool [N]``; True for crowd regions.
         segmentations: per box, its polygons or RLE (:data:`Segmentation`); None when the dataset was
             built without masks.
+        image: the decoded pixels ``uint8 [3, H, W]`` when the dataset keeps its images in a cache
+            (:mod:`lightdet.data.image_cache`; attached as a sample is loaded, never stored in a
+            :class:`RecordStore`); None: ``LoadImage`` decodes ``file_path``.
     """
 
     image_id: int
@@ -49,6 +52,7 @@ class ImageRecord:
     labels: np.ndarray
     ignore: np.ndarray
     segmentations: list[Segmentation] | None = None
+    image: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])

@@ -76,6 +76,8 @@ class Compose:
 class LoadImage:
     """``ImageRecord -> DetSample``: decodes the image and, when the record has segmentations, its masks.
 
+    A record that carries its decoded ``image`` (a dataset's cache) is not read from its file again.
+
     Masks are rasterised with pycocotools from polygons or RLE into
     :class:`~lightdet.structures.CroppedMasks` (each instance's own region only); records carry
     segmentations only when the dataset was built with ``with_mask=True``.
@@ -95,7 +97,9 @@ class LoadImage:
     def __init__(self, exif: ExifMode = "ignore") -> None:
         self.exif = check_exif_mode(exif, "LoadImage")
 
-    def __call__(self, record: ImageRecord) -> DetSample:
+    def decode(self, record: ImageRecord) -> torch.Tensor:
+        """The record's image file as ``uint8 [3, H, W]`` (``exif`` applied), checked against its annotation
+        size; what a dataset's image cache keeps (:mod:`lightdet.data.image_cache`)."""
         try:
             image = read_image(record.file_path, self.exif)
         except BadImageError as err:
@@ -103,6 +107,11 @@ class LoadImage:
         hw = (int(image.shape[1]), int(image.shape[2]))
         if hw != (record.height, record.width):
             raise _size_mismatch(record, hw, self.exif)
+        return image
+
+    def __call__(self, record: ImageRecord) -> DetSample:
+        image = record.image if record.image is not None else self.decode(record)
+        hw = (int(image.shape[1]), int(image.shape[2]))
         masks = None
         if record.segmentations is not None:
             masks = decode_masks(record.segmentations, *hw)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from lightdet.data.image_cache import CacheMode, ImageCache, build_image_cache, check_cache_mode
 from lightdet.data.image_io import BadImageError
 from lightdet.data.records import ImageRecord, RecordStore
 from lightdet.data.transforms import Compose, LoadImage, Transform
@@ -57,22 +58,58 @@ class RecordDataset(Dataset[DetSample]):
     Attributes:
         class_names: ``K`` names in label order. num_classes: ``K``.
         source: what the records were read from (named in error messages).
+        image_cache: the decoded images kept for the run (``cache="ram"`` / ``"disk"``, see
+            :mod:`lightdet.data.image_cache`), or None.
     """
 
     class_names: list[str]
     source: str
     on_bad_image: BadImagePolicy = "error"
+    image_cache: ImageCache | None = None
 
     def _set_records(
-        self, records: Sequence[ImageRecord], pipeline: PipelineSpec, on_bad_image: BadImagePolicy = "error"
+        self,
+        records: Sequence[ImageRecord],
+        pipeline: PipelineSpec,
+        on_bad_image: BadImagePolicy = "error",
+        cache: CacheMode | None = None,
     ) -> None:
+        """Keeps ``records`` and builds ``pipeline``; with ``cache``, decodes the images into the cache now
+        (the pipeline must start with :class:`~lightdet.data.LoadImage`, whose ``decode`` fills it)."""
         if on_bad_image not in ("error", "skip"):
             raise ValueError(f"{type(self).__name__}: on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+        cache = check_cache_mode(cache, type(self).__name__)
         self.num_classes = len(self.class_names)
         self._records = RecordStore(records)
         self._sizes = np.array([(r.width, r.height) for r in records], dtype=np.float64).reshape(-1, 2)
         self.pipeline = build_pipeline(pipeline)
         self.on_bad_image = on_bad_image
+        if cache is not None:
+            load = self._cache_loader(self.pipeline, cache)
+            self.image_cache = build_image_cache(cache, records, load.decode, load.exif, self.describe())
+
+    def _cache_loader(self, pipeline: Callable[[Any], Any], cache: CacheMode) -> LoadImage:
+        """The pipeline's first step, which must be a ``LoadImage`` (it decodes what the cache keeps)."""
+        first = pipeline.transforms[0] if isinstance(pipeline, Compose) and pipeline.transforms else None
+        if not isinstance(first, LoadImage):
+            raise ValueError(
+                f"{self.describe()}: cache={cache!r} keeps the images LoadImage decodes; the pipeline must start "
+                f"with lightdet.data.LoadImage, got {pipeline!r}"
+            )
+        return first
+
+    def set_pipeline(self, pipeline: PipelineSpec) -> None:
+        """Runs ``pipeline`` from now on (a pipeline switch); with an image cache, its ``LoadImage`` must
+        decode the way the cache was filled (the same ``exif``)."""
+        built = build_pipeline(pipeline)
+        if self.image_cache is not None:
+            load = self._cache_loader(built, self.image_cache.mode)
+            if load.exif != self.image_cache.exif:
+                raise ValueError(
+                    f"{self.describe()}: the new pipeline reads images with exif={load.exif!r} but the image "
+                    f"cache holds them read with exif={self.image_cache.exif!r}; use the same dataset.exif"
+                )
+        self.pipeline = built
 
     def get_record(self, index: int) -> ImageRecord:
         """The parsed annotations of image ``index`` (before the pipeline)."""
@@ -129,7 +166,9 @@ class RecordDataset(Dataset[DetSample]):
             yield rng.randrange(len(self))
 
     def _load(self, index: int) -> DetSample:
-        sample = self.pipeline(self.get_record(index))
+        record = self.get_record(index)
+        image = None if self.image_cache is None else self.image_cache.get(index, record)
+        sample = self.pipeline(record if image is None else replace(record, image=image))
         if not isinstance(sample, DetSample):
             raise TypeError(
                 f"the pipeline of {self.source} returned {type(sample).__name__}, not a DetSample: does "

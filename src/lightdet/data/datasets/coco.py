@@ -23,6 +23,7 @@ import numpy as np
 from lightdet.categories import ClassesSpec, match_categories
 from lightdet.data.coco_format import read_coco_file, require_coco_structure
 from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset, require_path
+from lightdet.data.image_cache import CacheMode
 from lightdet.data.records import ImageRecord, segmentation_problem
 from lightdet.data.sources import AnnotationSource
 
@@ -118,6 +119,8 @@ class CocoDataset(RecordDataset):
             read again).
         on_bad_image: ``"error"`` (default) stops at an image that cannot be loaded, naming it; ``"skip"``
             loads another image in its place and records it (see :class:`RecordDataset`).
+        cache: keep the decoded images for the run: ``"ram"`` (shared memory), ``"disk"`` (``.npy`` files
+            beside the images) or None (decode on every load); see :mod:`lightdet.data.image_cache`.
 
     Attributes:
         class_names: ``K`` names in label order. cat_ids: per label, the file's category id.
@@ -137,6 +140,7 @@ class CocoDataset(RecordDataset):
         num_classes: int | None = None,
         content: Mapping[str, Any] | None = None,
         on_bad_image: BadImagePolicy = "error",
+        cache: CacheMode | None = None,
     ) -> None:
         self.ann_file, self.img_dir = Path(ann_file), Path(img_dir)
         require_path(self.ann_file, "annotation file", "ann_file", "CocoDataset")
@@ -153,7 +157,7 @@ class CocoDataset(RecordDataset):
         )
         self.num_classes = len(self.class_names)
         self.source = str(self.ann_file)
-        self._set_records(self._parse(data, filter_empty), pipeline, on_bad_image)
+        self._set_records(self._parse(data, filter_empty), pipeline, on_bad_image, cache)
 
     @classmethod
     def annotation_sources(

@@ -32,6 +32,7 @@ import numpy as np
 from lightdet.categories import ClassesSpec, load_class_names, match_categories
 from lightdet.data.coco_format import coco_annotation, coco_categories, is_integral, read_json
 from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset, require_path
+from lightdet.data.image_cache import CacheMode
 from lightdet.data.records import ImageRecord, segmentation_problem
 from lightdet.data.sources import AnnotationSource
 
@@ -216,6 +217,8 @@ class MiddleDataset(RecordDataset):
         content: the parsed JSON of ``ann_file`` when the caller has read it already.
         on_bad_image: ``"error"`` (default) stops at an image that cannot be loaded, naming it; ``"skip"``
             loads another image in its place and records it (see :class:`RecordDataset`).
+        cache: keep the decoded images for the run: ``"ram"`` (shared memory), ``"disk"`` (``.npy`` files
+            beside the images) or None (decode on every load); see :mod:`lightdet.data.image_cache`.
     """
 
     def __init__(
@@ -231,6 +234,7 @@ class MiddleDataset(RecordDataset):
         num_classes: int | None = None,
         content: Any = None,
         on_bad_image: BadImagePolicy = "error",
+        cache: CacheMode | None = None,
     ) -> None:
         self.ann_file, self.img_dir, self.source = Path(ann_file), Path(img_dir), str(ann_file)
         require_path(self.img_dir, "image folder", "img_dir", "MiddleDataset")
@@ -253,7 +257,7 @@ class MiddleDataset(RecordDataset):
             records = [r for r in records if (~r.ignore).any()]
         logger.info("%s: %d images, %d boxes, %d classes", self.source, len(records),
                     sum(len(r) for r in records), len(self.class_names))
-        self._set_records(records, pipeline, on_bad_image)
+        self._set_records(records, pipeline, on_bad_image, cache)
 
     @classmethod
     def annotation_sources(

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from lightdet.categories import ClassesSpec
 from lightdet.data.datasets.base import BadImagePolicy
 from lightdet.data.datasets.coco import CocoDataset
+from lightdet.data.image_cache import CacheMode
 from lightdet.data.sources import AnnotationSource
 from lightdet.data.synthetic import SPLITS, ensure_shapes
 from lightdet.data.transforms import Transform
@@ -32,7 +33,7 @@ class ShapesDataset(CocoDataset):
     Args:
         root: the dataset folder (see :func:`lightdet.data.ensure_shapes`; safe under DDP).
         split: ``"train"`` or ``"val"``: ``root/annotations/{split}.json`` with the images in ``root/{split}``.
-        pipeline, classes, num_classes, with_mask, filter_empty, on_bad_image: as for :class:`CocoDataset`.
+        pipeline, classes, num_classes, with_mask, filter_empty, on_bad_image, cache: as for :class:`CocoDataset`.
         num_train, num_val, seed: generator parameters (used only when the data is generated; a
             mismatch with existing data is logged as a warning).
     """
@@ -51,6 +52,7 @@ class ShapesDataset(CocoDataset):
         num_val: int = 200,
         seed: int = 0,
         on_bad_image: BadImagePolicy = "error",
+        cache: CacheMode | None = None,
     ) -> None:
         ann_file, img_dir = _split_files(root, split, num_train, num_val, seed)
         super().__init__(
@@ -62,6 +64,7 @@ class ShapesDataset(CocoDataset):
             with_mask=with_mask,
             num_classes=num_classes,
             on_bad_image=on_bad_image,
+            cache=cache,
         )
 
     @classmethod

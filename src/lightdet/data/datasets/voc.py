@@ -26,6 +26,7 @@ from PIL import Image
 from lightdet.categories import ClassesSpec, load_class_names
 from lightdet.data.coco_format import coco_annotation, coco_categories
 from lightdet.data.datasets.base import BadImagePolicy, PipelineSpec, RecordDataset
+from lightdet.data.image_cache import CacheMode
 from lightdet.data.records import ImageRecord
 from lightdet.data.sources import AnnotationSource
 
@@ -199,6 +200,8 @@ class VocDataset(RecordDataset):
         ann_subdir, img_subdir: the folder names under ``root``.
         on_bad_image: ``"error"`` (default) stops at an image that cannot be loaded, naming it; ``"skip"``
             loads another image in its place and records it (see :class:`RecordDataset`).
+        cache: keep the decoded images for the run: ``"ram"`` (shared memory), ``"disk"`` (``.npy`` files
+            beside the images) or None (decode on every load); see :mod:`lightdet.data.image_cache`.
     """
 
     def __init__(
@@ -214,6 +217,7 @@ class VocDataset(RecordDataset):
         ann_subdir: str = "Annotations",
         img_subdir: str = "JPEGImages",
         on_bad_image: BadImagePolicy = "error",
+        cache: CacheMode | None = None,
     ) -> None:
         self.source = str(ann_file)
         self.class_names = load_class_names(classes)
@@ -232,7 +236,7 @@ class VocDataset(RecordDataset):
             records = [r for r in records if (~r.ignore).any()]
         logger.info("%s: %d images, %d boxes, %d classes; objects of other classes dropped: %s", ann_file,
                     len(records), sum(len(r) for r in records), len(self.class_names), dict(unknown) or "none")
-        self._set_records(records, pipeline, on_bad_image)
+        self._set_records(records, pipeline, on_bad_image, cache)
 
     @classmethod
     def annotation_sources(
