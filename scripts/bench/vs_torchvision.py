@@ -226,7 +226,7 @@ def bench(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     if not args.no_train:
         pairs.append((
             "train step", lambda: step(ours, lambda: ours.loss(batch), opt_ours),
-            lambda: step(tv, lambda: tv(images, targets), opt_tv),
+            lambda: step(tv, lambda: {f"loss_{k}": v for k, v in tv(images, targets).items()}, opt_tv),
         ))  # fmt: skip
     print(f"{arch}: device={device} precision={args.precision} batch={args.batch} size={h}x{w} "
           f"repeats={args.repeats} threads={torch.get_num_threads()}")  # fmt: skip
