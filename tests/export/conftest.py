@@ -97,12 +97,9 @@ def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shapes_checkpoint(tmp_path_factory: pytest.TempPathFactory, shapes_data: Path) -> Path:
     """A seeded (untrained) quickstart Faster R-CNN checkpoint carrying its config; its classifier bias makes
     class 0 confident, so detections above 0.5 exist to compare."""
-    import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     import lightdet
-    from lightdet.engine.module import CONFIG_KEY
 
     run = tmp_path_factory.mktemp("run")
     cfg = lightdet.compose(
@@ -112,15 +109,22 @@ def shapes_checkpoint(tmp_path_factory: pytest.TempPathFactory, shapes_data: Pat
     model = instantiate(cfg.model, _convert_="all").eval()
     with torch.no_grad():
         model.roi_head.bbox_head.fc_cls.bias[0] += 4.0
-    path = run / "seeded.ckpt"
-    torch.save(
-        {
-            "state_dict": {f"detector.{k}": v for k, v in model.state_dict().items()},
-            CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False),
-            "pytorch-lightning_version": L.__version__,
-            "epoch": 0,
-            "global_step": 0,
-        },
-        path,
-    )
+    return write_checkpoint(model, cfg, run / "seeded.ckpt")
+
+
+def write_checkpoint(model: nn.Module, cfg, path: Path) -> Path:
+    """``model``'s weights and the composed ``cfg`` as a lightdet checkpoint at ``path``."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from lightdet.engine.module import CONFIG_KEY
+
+    payload = {
+        "state_dict": {f"detector.{k}": v for k, v in model.state_dict().items()},
+        CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False),
+        "pytorch-lightning_version": L.__version__,
+        "epoch": 0,
+        "global_step": 0,
+    }
+    torch.save(payload, path)
     return path

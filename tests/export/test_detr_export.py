@@ -11,7 +11,7 @@ import torch
 from detr_builders import spread
 from model_builders import make_sample
 
-from conftest import DETRS, SIZES, export_model, image_batches, seeded_model
+from conftest import DETRS, SIZES, export_model, image_batches, seeded_model, write_checkpoint
 from lightdet.cli.export import main
 from lightdet.export import (
     ExportError,
@@ -101,12 +101,9 @@ def test_bilinear_sampling_needs_opset_16(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def detr_checkpoint(shapes_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded (untrained, spread) ``experiment=shapes_rtdetr`` checkpoint carrying its config."""
-    import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     import lightdet
-    from lightdet.engine.module import CONFIG_KEY
 
     run = tmp_path_factory.mktemp("detr_run")
     cfg = lightdet.compose(
@@ -115,18 +112,7 @@ def detr_checkpoint(shapes_data: Path, tmp_path_factory: pytest.TempPathFactory)
     torch.manual_seed(0)
     model = instantiate(cfg.model, _convert_="all").eval()
     spread(model)
-    path = run / "detr.ckpt"
-    torch.save(
-        {
-            "state_dict": {f"detector.{k}": v for k, v in model.state_dict().items()},
-            CONFIG_KEY: OmegaConf.to_container(cfg, resolve=False),
-            "pytorch-lightning_version": L.__version__,
-            "epoch": 0,
-            "global_step": 0,
-        },
-        path,
-    )
-    return path
+    return write_checkpoint(model, cfg, run / "detr.ckpt")
 
 
 def test_lightdet_export_writes_a_detr_checkpoint_and_checks_it(

@@ -17,9 +17,13 @@ TINY_RTDETR = [
 ]
 
 
-def spread(model: nn.Module, seed: int = 0) -> None:
-    """Seeded, spread-out norm statistics, affine blocks and head weights (as ``detr/hf_reference.py`` does for
-    the reference models), so that boxes leave their anchors and scores differ clearly."""
+#: the DETR prediction layers, by name: lightdet's and transformers' (``class_embed``, ``bbox_embed``)
+HEAD_KEYS = ("class_embed", "score_head", "bbox_embed", "bbox_head", "lqe", "gateway")
+
+
+def spread(model: nn.Module, seed: int = 0, *, head_std: float = 0.05) -> None:
+    """Seeded, spread-out norm statistics, affine blocks and prediction-layer weights (``head_std``), so that
+    boxes leave their anchors and scores differ clearly. Used on lightdet's and on ``transformers``' models."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -27,8 +31,8 @@ def spread(model: nn.Module, seed: int = 0) -> None:
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
             elif name.endswith("running_mean") or name.endswith("lab.bias"):
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif t.is_floating_point() and any(k in name for k in ("score_head", "bbox_head", "lqe", "gateway")):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.05)
+            elif t.is_floating_point() and any(k in name for k in HEAD_KEYS):
+                t.copy_(torch.randn(t.shape, generator=g) * head_std)
 
 
 def build_detr(model: str, overrides: list[str], num_classes: int = 3) -> nn.Module:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from detr_builders import spread
 from hydra.utils import instantiate
 from torch import nn
 
@@ -43,20 +44,6 @@ def tiny_hgnet_config() -> object:
     )
 
 
-def spread(model: nn.Module, seed: int = 0) -> None:
-    """Seeded, spread-out norm statistics, affine blocks and head weights, so detections differ clearly."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith("running_mean") or name.endswith("lab.bias"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif ("class_embed" in name or "score_head" in name or "bbox_embed" in name or "bbox_head" in name
-                  or "lqe" in name or "gateway" in name) and t.dtype.is_floating_point:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.3)
-
-
 def make_reference(kind: str, path: Path, **overrides: object) -> nn.Module:
     """A seeded ``transformers`` model of ``kind`` (rt_detr, rt_detr_v2, d_fine) saved to ``path``, in eval mode."""
     torch.manual_seed(0)
@@ -70,7 +57,7 @@ def make_reference(kind: str, path: Path, **overrides: object) -> nn.Module:
                "rt_detr_v2": (transformers.RTDetrV2Config, transformers.RTDetrV2ForObjectDetection)}[kind]
         config = cls[0](backbone_config=tiny_resnet_config(), encoder_in_channels=[128, 256, 512], **args)
         model = cls[1](config)
-    spread(model)
+    spread(model, head_std=0.3)
     model.eval()
     model.save_pretrained(path)
     return model
