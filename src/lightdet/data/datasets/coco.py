@@ -112,7 +112,8 @@ class CocoDataset(RecordDataset):
             start with :class:`~lightdet.data.transforms.LoadImage` and return a ``DetSample``.
             Default: ``[LoadImage()]``.
         filter_empty: drop images without any non-ignored box (training); kept by default.
-        with_mask: keep segmentations so that ``LoadImage`` decodes ``masks`` ``uint8 [N, H, W]``.
+        with_mask: keep segmentations so that ``LoadImage`` decodes ``masks``: a
+            :class:`~lightdet.structures.CroppedMasks`, each instance cropped to its pixels.
         strict_classes: require the file's categories (names, in id order) to equal ``classes``.
         num_classes: when given, must equal the number of configured classes.
         content: the parsed JSON of ``ann_file`` when the caller has read it already (it is then not
