@@ -40,7 +40,9 @@ def test_convert_cli_then_predictor_matches_transformers(tmp_path: Path, capsys:
     reference = make_reference("rt_detr", folder)
     assert main(["hf", str(folder), str(dst), "rt_detr"]) == 0
     assert "unexpected 0, missing 0" in capsys.readouterr().out
-    predictor = Predictor.from_checkpoint(dst, device="cpu")
+    # As converted (no BatchNorm folding): the seeded model's encoder output is nearly flat, so the query
+    # selection's ties follow float rounding; the optimised copy's own parity is tested on spread models.
+    predictor = Predictor.from_checkpoint(dst, device="cpu", optimize=False)
     assert predictor.class_names == [f"LABEL_{i}" for i in range(5)]
     g = torch.Generator().manual_seed(5)
     image = (torch.nn.functional.interpolate(torch.rand(1, 3, 30, 40, generator=g), size=(480, 640),

@@ -57,7 +57,7 @@ def test_onnx_runtime_and_torchscript_match_eager(name: str, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["rtdetr", "dfine"])
+@pytest.mark.parametrize("name", ["dfine"])  # the DETR head with FDR; RT-DETR's graph is checked in ONNX/TorchScript
 def test_exported_program_matches_eager(name: str, tmp_path: Path) -> None:
     model = seeded_model(name)
     batches = image_batches()

@@ -45,7 +45,9 @@ def test_onnx_runtime_and_torchscript_match_eager(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", list(FAMILIES))
+# ExportedProgram shares every graph head with the ONNX and TorchScript files above; it is checked on the
+# two-stage path with masks and on a dense head (each family costs 20-40 s of tracing here).
+@pytest.mark.parametrize("family", ["mask_rcnn", "rtmdet"])
 def test_exported_program_matches_eager(family: str, tmp_path: Path, batches: list[DetBatch]) -> None:
     model = seeded_model(family)
     check(eager(model, batches), exported(model, "exported_program", tmp_path, batches), family)

@@ -3,10 +3,10 @@ conversion into lightdet through the same path as ``lightdet-convert hf``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
-from detr_builders import spread
 from hydra.utils import instantiate
 from torch import nn
 
@@ -18,6 +18,9 @@ from lightdet.checkpoint.from_hf import (
 )
 from lightdet.checkpoint.report import check_against_target
 from lightdet.composition import compose_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/models: imported from other folders too
+from detr_builders import spread  # noqa: E402
 
 transformers = __import__("pytest").importorskip("transformers")
 

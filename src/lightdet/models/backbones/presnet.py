@@ -47,7 +47,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.branch2b(self.branch2a(x))
-        return self.act(out + (x if self.short is None else self.short(x)))
+        out += x if self.short is None else self.short(x)  # out is the block's own tensor
+        return self.act(out)
 
 
 class BottleNeck(nn.Module):
@@ -66,7 +67,8 @@ class BottleNeck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.branch2c(self.branch2b(self.branch2a(x)))
-        return self.act(out + (x if self.short is None else self.short(x)))
+        out += x if self.short is None else self.short(x)  # out is the block's own tensor
+        return self.act(out)
 
 
 class Blocks(nn.Module):

@@ -16,13 +16,14 @@ ACTIVATIONS = ("relu", "silu", "gelu")
 
 
 def build_activation(name: str | None) -> nn.Module:
-    """``"relu"`` / ``"silu"`` / ``"gelu"`` -> the module; ``None`` -> identity."""
+    """``"relu"`` / ``"silu"`` / ``"gelu"`` -> the module; ``None`` -> identity. ReLU and SiLU work in place:
+    every call site gives them a tensor of its own (a conv, norm, linear layer or sum has just made it)."""
     if name is None:
         return nn.Identity()
     layers = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU}
     if name not in layers:
         raise ValueError(f"activation must be one of {ACTIVATIONS} or None, got {name!r}")
-    return layers[name]()
+    return layers[name](inplace=True) if name in ("relu", "silu") else layers[name]()
 
 
 class ConvNormAct(nn.Module):
