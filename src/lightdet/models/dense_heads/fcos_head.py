@@ -140,8 +140,7 @@ class FCOSHead(nn.Module):
 
     def points(self, feats: Sequence[Tensor], padded_size: tuple[int, int]) -> list[Tensor]:
         """Per level ``[H*W, 2]`` points of a batch padded to ``padded_size``."""
-        sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in feats]
-        return self.point_generator(sizes, padded_size, device=feats[0].device)
+        return self.point_generator.for_pyramid(feats, padded_size)
 
     def loss(
         self, feats: Sequence[Tensor], batch: DetBatch, padded_size: tuple[int, int]
@@ -149,10 +148,7 @@ class FCOSHead(nn.Module):
         """``loss_cls``, ``loss_bbox`` and ``loss_centerness`` of the batch."""
         out = self(feats)
         level_points = self.points(feats, padded_size)
-        points = torch.cat(level_points)
-        strides = torch.cat([
-            points.new_full((len(p),), float(s)) for p, s in zip(level_points, self.point_generator.strides)
-        ])
+        points, strides = self.point_generator.flatten(level_points)  # [N, 2], [N]
         ranges = self.assigner.level_ranges([len(p) for p in level_points], device=points.device)
         distances, ctr = torch.cat(out.distances, 1), torch.cat(out.centerness, 1).float()
         targets = assign_dense_targets(

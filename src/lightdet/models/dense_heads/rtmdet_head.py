@@ -139,8 +139,7 @@ class RTMDetHead(nn.Module):
 
     def points(self, feats: Sequence[Tensor], padded_size: tuple[int, int]) -> list[Tensor]:
         """Per level ``[H*W, 2]`` points of a batch padded to ``padded_size``."""
-        sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in feats]
-        return self.point_generator(sizes, padded_size, device=feats[0].device)
+        return self.point_generator.for_pyramid(feats, padded_size)
 
     def loss(
         self, feats: Sequence[Tensor], batch: DetBatch, padded_size: tuple[int, int]
@@ -148,10 +147,7 @@ class RTMDetHead(nn.Module):
         """``loss_cls`` and ``loss_bbox`` of the batch."""
         out = self(feats)
         level_points = self.points(feats, padded_size)
-        points = torch.cat(level_points)  # [N, 2]
-        strides = torch.cat(
-            [points.new_full((len(p),), float(s)) for p, s in zip(level_points, self.point_generator.strides)]
-        )
+        points, strides = self.point_generator.flatten(level_points)  # [N, 2], [N]
         logits = torch.cat(out.logits, 1).float()  # [B, N, K]
         boxes = distance_to_box(
             points.expand(len(batch), -1, -1).reshape(-1, 2), torch.cat(out.distances, 1).reshape(-1, 4)

@@ -50,6 +50,18 @@ class PointGenerator:
             points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1))
         return points
 
+    def for_pyramid(self, feats: Sequence[Tensor], padded_size: tuple[int, int]) -> list[Tensor]:
+        """Points of each level of the pyramid ``feats`` (``[B, C, H_i, W_i]``) of a batch padded to
+        ``padded_size``."""
+        sizes = [(int(f.shape[-2]), int(f.shape[-1])) for f in feats]
+        return self(sizes, padded_size, device=feats[0].device)
+
+    def flatten(self, level_points: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """All levels' points ``[N, 2]`` and the stride of each ``[N]``."""
+        points = torch.cat(list(level_points))
+        strides = torch.cat([points.new_full((len(p),), float(s)) for p, s in zip(level_points, self.strides)])
+        return points, strides
+
     def __repr__(self) -> str:
         return (
             f"PointGenerator(strides={self.strides}, offset={self.offset}, "
