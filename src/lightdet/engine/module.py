@@ -134,7 +134,8 @@ class DetectionModule(L.LightningModule):
         self.print_tables = print_tables
         self.frozen = freeze_submodules(detector, freeze)
         self.optimize_inference = optimize_inference
-        # The evaluation copy lives outside the module tree: it must not enter the state dict or checkpoints.
+        # The evaluation epoch's detector (the copy, or the detector itself) is held outside the module tree: a
+        # copy must not enter the state dict or checkpoints.
         self._eval_copy: list[nn.Module] = []
         # A trial build fails at construction, not after the first epoch's data loading: a bad optimizer
         # argument, an optimizer without a default lr, a model with nothing left to train.
@@ -196,11 +197,12 @@ class DetectionModule(L.LightningModule):
     def inference_detector(self) -> nn.Module:
         """The detector that validation, test and predict run: with ``optimize_inference``, an optimised copy
         (made on the first call of an evaluation epoch, after EMA has swapped its weights in); else the
-        detector itself. A detector without convolutions (an exported file's runner) is used as it is."""
-        if not self.optimize_inference or not any(isinstance(m, nn.Conv2d) for m in self.detector.modules()):
-            return self.detector
+        detector itself. A detector without convolutions (an exported file's runner) is used as it is. The
+        choice is made once per epoch, not per batch."""
         if not self._eval_copy:
-            self._eval_copy.append(optimize_for_inference(copy.deepcopy(self.detector)))
+            convs = any(isinstance(m, nn.Conv2d) for m in self.detector.modules())
+            use_copy = self.optimize_inference and convs
+            self._eval_copy.append(optimize_for_inference(copy.deepcopy(self.detector)) if use_copy else self.detector)
         return self._eval_copy[0]
 
     def on_validation_epoch_start(self) -> None:
