@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from detr_builders import build_tiny_dfine, build_tiny_rtdetr
 from mask_model_builders import build_tiny_cascade, build_tiny_mask_rcnn
 from model_builders import build_tiny_detector, make_sample
 from one_stage_builders import build_tiny_fcos, build_tiny_retinanet
@@ -14,6 +15,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from lightdet.export.parity import assert_parity
+from lightdet.models.detr.blocks import RepVggBlock
 from lightdet.models.folding import find_foldable_pairs, fold_batchnorm, optimize_for_inference
 from lightdet.models.layers import ConvModule
 from lightdet.structures import DetBatch
@@ -119,6 +121,27 @@ def test_a_conv_shared_by_several_norms_is_not_folded() -> None:
         torch.testing.assert_close(a, b)
 
 
+def test_repvgg_branches_merge_into_one_conv() -> None:
+    """RepVGG's re-parameterisation: the 1x1 branch joins the 3x3 kernel's centre, both norms folded."""
+    torch.manual_seed(0)
+    block = RepVggBlock(6, 8, act="silu")
+    randomise_norms(block)
+    block.eval()
+    x = torch.randn(2, 6, 9, 11)
+    with torch.no_grad():
+        expected = block(x)
+        assert fold_batchnorm(block) == 2
+        assert block.conv2 is None and isinstance(block.conv1.norm, nn.Identity)
+        torch.testing.assert_close(block(x), expected, atol=1e-5, rtol=1e-5)
+    assert block.fold_branches() == 0  # already merged
+
+
+def test_repvgg_block_in_training_mode_keeps_its_branches() -> None:
+    block = RepVggBlock(4, 4).train()
+    assert block.fold_branches() == 0 and block.conv2 is not None
+    assert isinstance(block.conv1.norm, nn.BatchNorm2d)
+
+
 def test_conv_module_pairs_are_found_by_name() -> None:
     model = nn.Sequential(ConvModule(3, 8, 3, padding=1, norm="BN", relu=True)).eval()
     assert find_foldable_pairs(model) == [("0.conv", "0.bn")]
@@ -131,6 +154,8 @@ BUILDERS = {
     "retinanet": build_tiny_retinanet,
     "fcos": build_tiny_fcos,
     "rtmdet": lambda: calibrated(build_tiny_rtmdet(exp_on_reg=True, max_per_img=100)),
+    "rtdetr": build_tiny_rtdetr,
+    "dfine": build_tiny_dfine,
 }
 
 
@@ -159,6 +184,7 @@ def test_optimized_model_gives_the_same_detections(family: str) -> None:
     left = [n for n, m in fast.named_modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
     # RTMDet's head shares its tower convs over the levels, each level with its own norm: those stay
     assert all(n.startswith("bbox_head.") for n in left) if family == "rtmdet" else not left
+    assert not [m for m in fast.modules() if isinstance(m, RepVggBlock) and m.conv2 is not None]
     convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d) and m.kernel_size != (1, 1)]
     assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     batch = DetBatch.collate([make_sample(96, 128, seed=3), make_sample(80, 112, seed=4)])

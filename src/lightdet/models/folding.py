@@ -11,6 +11,7 @@ that every call of the conv feeds only that norm and every call of the norm read
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, fx, nn
@@ -114,16 +115,33 @@ def _foldable_pairs(model: nn.Module, prefix: str) -> list[tuple[str, str]]:
     return _traced_pairs(model, graph, prefix)
 
 
+@runtime_checkable
+class BranchFoldable(Protocol):
+    """A block with parallel conv+norm branches that it can merge into one conv at inference (RepVGG's
+    re-parameterisation, :class:`~lightdet.models.detr.blocks.RepVggBlock`)."""
+
+    def fold_branches(self) -> int:
+        """Folds the branches' norms and merges the branches, in place, where exact; how many norms it folded."""
+        ...
+
+
 def fold_batchnorm(model: nn.Module) -> int:
     """Folds every exactly foldable norm of ``model`` into its conv, in place; the norm becomes
-    ``nn.Identity``. Returns how many were folded. Call it on an eval-mode copy of the model."""
+    ``nn.Identity``. :class:`BranchFoldable` blocks first fold their own norms and merge their branches.
+    Returns how many norms were folded. Call it on an eval-mode copy of the model."""
+    shared = shared_modules(model)
+    merged = sum(
+        block.fold_branches()
+        for block in model.modules()
+        if isinstance(block, BranchFoldable) and id(block) not in shared
+    )
     pairs = find_foldable_pairs(model)
     for conv_name, norm_name in pairs:
         fold_pair(model.get_submodule(conv_name), model.get_submodule(norm_name))
         parent_name, _, attribute = norm_name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, attribute, nn.Identity())
-    return len(pairs)
+    return merged + len(pairs)
 
 
 def optimize_for_inference(model: nn.Module, *, fold_norms: bool = True, channels_last: bool = True) -> nn.Module:

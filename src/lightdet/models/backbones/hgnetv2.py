@@ -56,7 +56,7 @@ class ConvBNAct(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False)
         self.bn = build_norm(norm, cout)
-        self.act = nn.ReLU() if act else nn.Identity()
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()  # its input is the norm's fresh output
         self.lab = LearnableAffineBlock() if act and lab else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

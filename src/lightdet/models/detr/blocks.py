@@ -8,8 +8,10 @@ Names follow the original repositories (lyuwenyu/RT-DETR, Peterande/D-FINE): a c
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lightdet.models.folding import fold_pair, is_foldable_norm
 from lightdet.models.layers import build_norm
 
 ACTIVATIONS = ("relu", "silu", "gelu")
@@ -57,16 +59,36 @@ class ConvNormAct(nn.Module):
 
 
 class RepVggBlock(nn.Module):
-    """RepVGG block: ``act(bn(conv3x3(x)) + bn(conv1x1(x)))`` (training-time form, two branches)."""
+    """RepVGG block: ``act(bn(conv3x3(x)) + bn(conv1x1(x)))`` in its training-time form (two branches);
+    :meth:`fold_branches` turns it into its inference form, one 3x3 conv with bias (``conv2`` is then ``None``)."""
 
     def __init__(self, in_channels: int, out_channels: int, act: str | None = "relu") -> None:
         super().__init__()
         self.conv1 = ConvNormAct(in_channels, out_channels, 3)
-        self.conv2 = ConvNormAct(in_channels, out_channels, 1)
+        self.conv2: ConvNormAct | None = ConvNormAct(in_channels, out_channels, 1)
         self.act = build_activation(act)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.conv1(x) + self.conv2(x))
+        y = self.conv1(x)
+        if self.conv2 is not None:
+            y = y + self.conv2(x)
+        return self.act(y)
+
+    @torch.no_grad()
+    def fold_branches(self) -> int:
+        """Folds each branch's norm into its conv and adds the 1x1 kernel to the centre of the 3x3 one (exact:
+        the 1x1 conv is the 3x3 conv with that kernel zero-padded). Inference only. Returns the number of norms
+        folded: 2, or 0 (nothing changed) unless both fold exactly (:func:`~lightdet.models.folding.is_foldable_norm`)."""
+        if self.conv2 is None or not (is_foldable_norm(self.conv1.norm) and is_foldable_norm(self.conv2.norm)):
+            return 0
+        for unit in (self.conv1, self.conv2):
+            fold_pair(unit.conv, unit.norm)
+            unit.norm = nn.Identity()
+        merged, one = self.conv1.conv, self.conv2.conv
+        merged.weight.add_(F.pad(one.weight, (1, 1, 1, 1)))
+        merged.bias.add_(one.bias)
+        self.conv2 = None
+        return 2
 
 
 class CSPRepLayer(nn.Module):
