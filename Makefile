@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP) ## Create .venv and install lightdet (editable) with its dev tools
 
-train: $(STAMP) ## Quickstart: generate the shapes dataset and train a small Faster R-CNN on CPU
-	$(BIN)/lightdet-train $(ARGS)
+train: $(STAMP) ## Quickstart: generate the shapes dataset and train RTMDet-tiny on CPU (~10 min)
+	$(BIN)/lightdet-train experiment=shapes_rtmdet $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (CPU, a few minutes)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -101,6 +101,21 @@ def test_half_mask_pastes_the_left_half_and_chunks_agree():
 
 
 @pytest.mark.parametrize("mode", ["mmdet", "torchvision"])
+def test_chunks_of_mixed_sizes_paste_each_mask_at_its_own_box(mode):
+    """Chunks are formed by window area (not input order): every mask must still land in its own row."""
+    g = torch.Generator().manual_seed(1)
+    xy = torch.rand(12, 2, generator=g) * torch.tensor([60.0, 40.0])
+    wh = torch.rand(12, 2, generator=g) * torch.tensor([40.0, 30.0]) + 0.5
+    boxes = torch.cat([xy - 5, xy + wh], 1)
+    boxes[3] = torch.tensor([7.0, 7, 7, 7])  # empty window
+    probs = torch.rand(12, 28, 28, generator=g)
+    alone = torch.stack([paste_masks(probs[i : i + 1], boxes[i : i + 1], (48, 64), mode=mode)[0] for i in range(12)])
+    assert torch.equal(paste_masks(probs, boxes, (48, 64), mode=mode), alone)
+    assert torch.equal(paste_masks(probs, boxes, (48, 64), mode=mode, max_elements=600), alone)
+    assert alone.flatten(1).any(1).sum() >= 10
+
+
+@pytest.mark.parametrize("mode", ["mmdet", "torchvision"])
 def test_paste_of_no_detection_and_of_a_degenerate_box(mode):
     assert paste_masks(torch.zeros(0, 28, 28), torch.zeros(0, 4), (7, 9), mode=mode).shape == (0, 7, 9)
     out = paste_masks(torch.ones(1, 28, 28), torch.tensor([[3.0, 3, 3, 3]]), (7, 9), mode=mode)

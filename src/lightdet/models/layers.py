@@ -69,7 +69,7 @@ class ConvModule(nn.Module):
         x = self.conv(x)
         if self.norm_name is not None:
             x = getattr(self, self.norm_name)(x)
-        return nn.functional.relu(x) if self.relu else x
+        return nn.functional.relu(x, inplace=True) if self.relu else x  # x: the conv or norm just made it
 
 
 #: BatchNorm layers whose running statistics ``norm_eval`` freezes.

@@ -85,7 +85,7 @@ class RPNHead(nn.Module):
         """Pyramid ``[B, C, H_l, W_l]`` -> per level objectness ``[B, H*W*A]``, deltas ``[B, H*W*A, 4]``."""
         logits, deltas = [], []
         for x in feats:
-            t = torch.relu(self.rpn_conv(x))
+            t = torch.relu_(self.rpn_conv(x))
             b, _, h, w = t.shape
             logits.append(self.rpn_cls(t).permute(0, 2, 3, 1).reshape(b, -1))  # [B, A, H, W] -> [B, H*W*A]
             # [B, A*4, H, W] -> [B, H, W, A*4] -> [B, H*W*A, 4]

@@ -62,6 +62,9 @@ class TwoStageDetector(Detector):
     @torch.no_grad()
     def predict(self, batch: DetBatch) -> list[Detections]:
         feats, proposals = self._proposals(batch)
+        # RoIAlign reads NCHW: channels-last maps (an optimised model) are converted once here, not in every
+        # RoI pooling (boxes, masks, each cascade stage); NCHW maps pass unchanged
+        feats = [f.contiguous() for f in feats]
         detections = self.roi_head.predict(feats, [p.boxes for p in proposals], batch)
         return [to_original(d, m) for d, m in zip(detections, batch.metas)]
 

@@ -99,6 +99,24 @@ def _sample_chunk(
     return F.grid_sample(probs[:, None].float(), grid, align_corners=False)[:, 0]
 
 
+def _chunks_by_size(span: Tensor, max_elements: int) -> list[tuple[Tensor, tuple[int, int]]]:
+    """Windows ``span [N, 2]`` (w, h) in chunks sampled on one ``(h, w)`` grid each: sorted by area, so that
+    a chunk's grid (its largest height and width) wastes little on its smaller windows, and at most
+    ``max_elements`` grid cells per chunk (a single larger window is a chunk of its own). Empty windows are
+    skipped. Returns ``(indices, (h, w))`` per chunk."""
+    order = torch.argsort(span[:, 0] * span[:, 1])
+    order = order[(span[order] > 0).all(1)]
+    chunks, start = [], 0
+    while start < len(order):
+        rest = span[order[start:]]
+        h, w = rest[:, 1].cummax(0).values, rest[:, 0].cummax(0).values
+        cost = torch.arange(1, len(rest) + 1, device=span.device) * h * w  # non-decreasing
+        count = max(int((cost <= max_elements).sum()), 1)
+        chunks.append((order[start : start + count], (int(h[count - 1]), int(w[count - 1]))))
+        start += count
+    return chunks
+
+
 def paste_masks(
     probs: Tensor,
     boxes: Tensor,
@@ -112,7 +130,8 @@ def paste_masks(
 
     Each mask is sampled bilinearly at the pixel centres inside its box only (MMDetection's ``_do_paste_mask``
     geometry, or torchvision's with ``mode="torchvision"``, see :func:`paste_regions`). Boxes are processed in
-    chunks of at most ``max_elements`` sampled pixels, so the float work space is bounded by the boxes.
+    chunks of similar size and at most ``max_elements`` sampled pixels, so the float work space is bounded and
+    little of it is spent outside the boxes.
 
     Args:
         probs: ``[N, M, M]`` probabilities in ``[0, 1]``.
@@ -134,12 +153,7 @@ def paste_masks(
     lo = regions[:, :2].floor().clamp(min=0).minimum(limit[:2])
     hi = regions[:, 2:].ceil().clamp(min=0).minimum(limit[:2]).maximum(lo)
     span = (hi - lo).long()  # [N, 2] (w, h) of each window
-    h, w = int(span[:, 1].max()), int(span[:, 0].max())
-    if h == 0 or w == 0:
-        return out
-    step = max(1, max_elements // (h * w))
-    for start in range(0, probs.shape[0], step):
-        idx = torch.arange(start, min(start + step, probs.shape[0]), device=probs.device)
+    for idx, (h, w) in _chunks_by_size(span, max_elements):
         sampled = _sample_chunk(probs[idx], regions[idx], lo[idx], (h, w)) >= threshold
         window = (torch.arange(h, device=out.device) < span[idx, 1:2])[:, :, None] & (
             torch.arange(w, device=out.device) < span[idx, 0:1]

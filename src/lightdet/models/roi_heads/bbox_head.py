@@ -65,7 +65,7 @@ class BBoxHead(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = x.flatten(1)
         for fc in self.shared_fcs:
-            x = torch.relu(fc(x))
+            x = torch.relu_(fc(x))
         return self.fc_cls(x), self.fc_reg(x)
 
     def _per_class(self, deltas: Tensor) -> Tensor:

@@ -85,7 +85,7 @@ class FCNMaskHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         for conv in self.convs:
             x = conv(x)
-        return self.conv_logits(F.relu(self.upsample(x)))
+        return self.conv_logits(F.relu(self.upsample(x), inplace=True))
 
     def _select(self, logits: Tensor, labels: Tensor) -> Tensor:
         """``[R, K or 1, M, M]`` -> ``[R, M, M]``, the channel of each RoI's label."""
