@@ -2,7 +2,8 @@
 
 Examples::
 
-    lightdet-train                                    # quickstart: synthetic shapes, small Faster R-CNN, CPU
+    lightdet-train experiment=shapes_rtmdet           # the quickstart (make train): RTMDet-tiny on shapes, CPU
+    lightdet-train                                    # no arguments: the small Faster R-CNN on shapes, CPU
     lightdet-train model=faster_rcnn dataset=coco schedule=1x trainer=gpu
     lightdet-train experiment=faster_rcnn_r50_fpn_1x_coco optimizer.lr=0.01
     lightdet-train model/backbone=resnet101 --cfg job # print the composed config and exit

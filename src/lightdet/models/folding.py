@@ -133,7 +133,7 @@ def fold_batchnorm(model: nn.Module) -> int:
     merged = sum(
         block.fold_branches()
         for block in model.modules()
-        if isinstance(block, BranchFoldable) and id(block) not in shared
+        if isinstance(block, BranchFoldable) and not any(id(m) in shared for m in block.modules())
     )
     pairs = find_foldable_pairs(model)
     for conv_name, norm_name in pairs:
@@ -147,8 +147,9 @@ def fold_batchnorm(model: nn.Module) -> int:
 def optimize_for_inference(model: nn.Module, *, fold_norms: bool = True, channels_last: bool = True) -> nn.Module:
     """Puts ``model`` in eval mode and rewrites it, in place, for inference only (no training afterwards):
 
-    - ``fold_norms``: every exactly foldable BatchNorm is folded into its conv (:func:`fold_batchnorm`); the
-      state dict loses those norms' keys, so load weights before calling this.
+    - ``fold_norms``: every exactly foldable BatchNorm is folded into its conv, and RepVGG blocks become one
+      conv (:func:`fold_batchnorm`); the state dict loses those norms' and branches' keys, so load weights
+      before calling this.
     - ``channels_last``: parameters and buffers of 4-D shape are stored channels-last (NHWC), so that the
       convolutions run oneDNN's (CPU) or cuDNN's (GPU) NHWC kernels and hand NHWC activations to each other
       without a layout conversion per layer. Inputs may stay NCHW: a conv with an NHWC weight returns NHWC.
