@@ -30,6 +30,7 @@ import torch
 import torchvision.models.detection as tvd
 from hydra.utils import instantiate
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
 from lightdet.checkpoint import compose_model_config, convert, get_preset
 from lightdet.models import optimize_for_inference
@@ -68,10 +69,34 @@ def make_batch(n: int, h: int, w: int, seed: int = 0) -> tuple[DetBatch, list[to
     return DetBatch.collate(samples), images, targets
 
 
+def as_pretrained_recipe(tv: nn.Module, trainable_layers: int = 3) -> nn.Module:
+    """Gives torchvision's randomly initialised model the backbone it has when built from pretrained weights.
+
+    Without weights, torchvision builds its ResNet with ``nn.BatchNorm2d`` (batch statistics while training)
+    and trains all five stages; with them, it uses ``FrozenBatchNorm2d`` and trains ``layer2``-``layer4``.
+    lightdet's torchvision preset is the pretrained recipe, so the train steps only compute the same function
+    (the same proposals, RoIs and positives) once torchvision's model is put in that form.
+    """
+    body = tv.backbone.body
+    for name, module in list(body.named_modules()):
+        if isinstance(module, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(module, key).detach())
+            parent, _, child = name.rpartition(".")
+            setattr(body.get_submodule(parent) if parent else body, child, frozen)
+    trained = ("layer4", "layer3", "layer2", "layer1", "conv1")[:trainable_layers]
+    for name, param in body.named_parameters():
+        if not name.startswith(trained):
+            param.requires_grad_(False)
+    return tv
+
+
 def build_pair(arch: str, h: int, w: int) -> tuple[nn.Module, nn.Module]:
-    """torchvision's seeded model and lightdet's, converted from it."""
+    """torchvision's seeded model in its pretrained-recipe form, and lightdet's, converted from it."""
     torch.manual_seed(0)
     tv = MODELS[arch](weights=None, weights_backbone=None, min_size=min(h, w), max_size=max(h, w))
+    tv = as_pretrained_recipe(tv)
     ours = instantiate(compose_model_config(get_preset("torchvision", arch)).model, _convert_="all")
     state, report, _ = convert("torchvision", arch, tv.state_dict(), target=ours.state_dict())
     assert report.ok, report.summary()
