@@ -35,9 +35,56 @@ def test_focal_hand_value_with_labels_and_background():
     assert weighted.item() == pytest.approx(2 * (elements[0] + elements[1]), rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("alpha", "gamma", "reduction", "avg_factor", "weighted"),
+    [
+        (0.25, 2.0, "mean", 7.0, True),  # RetinaNet / FCOS: per-anchor weights, positives as normaliser
+        (0.25, 2.0, "mean", None, False),
+        (0.25, 1.5, "sum", None, True),
+        (-1.0, 2.0, "sum", None, False),  # alpha disabled
+        (0.5, 0.0, "mean", 3.0, True),  # gamma 0: plain BCE
+    ],
+)
+def test_focal_with_labels_matches_torchvision_value_and_gradient(alpha, gamma, reduction, avg_factor, weighted):
+    """Integer labels take the analytic path (no one-hot tensor, hand-written backward): its value and its
+    gradient equal torchvision's sigmoid_focal_loss on one-hot targets, large logits included."""
+    from torchvision.ops import sigmoid_focal_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(300, 7, generator=g) * 4).double()
+    logits[0, 3], logits[1, 2], logits[2, 5] = 30.0, -30.0, 25.0  # saturated sigmoid, on positives too
+    labels = torch.randint(0, 8, (300,), generator=g)  # 7 = background
+    labels[:3] = torch.tensor([3, 2, 7])
+    weight = (torch.rand(300, generator=g) > 0.2).double() if weighted else None
+    ours = logits.clone().requires_grad_(True)
+    loss = FocalLoss(alpha, gamma, loss_weight=1.5, reduction=reduction)(ours, labels, weight, avg_factor)
+    ref_in = logits.clone().requires_grad_(True)
+    onehot = torch.nn.functional.one_hot(labels, 8)[:, :7].double()
+    ref = sigmoid_focal_loss(ref_in, onehot, alpha=alpha, gamma=gamma, reduction="none")
+    ref = ref * weight[:, None] if weighted else ref
+    ref = ref.sum() / (avg_factor or ref.numel()) if reduction == "mean" else ref.sum()
+    ref = 1.5 * ref
+    torch.testing.assert_close(loss, ref, rtol=1e-10, atol=1e-10)
+    (loss * 3).backward()
+    (ref * 3).backward()
+    torch.testing.assert_close(ours.grad, ref_in.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_focal_with_labels_handles_an_all_background_batch_and_float32():
+    logits = torch.randn(50, 4, dtype=torch.float32, requires_grad=True)
+    labels = torch.full((50,), 4)
+    loss = FocalLoss(reduction="sum")(logits, labels)
+    ref = FocalLoss(reduction="sum")(logits.detach(), torch.zeros(50, 4))  # float targets: torchvision's path
+    torch.testing.assert_close(loss.detach(), ref, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
 def test_focal_rejects_bad_targets():
     with pytest.raises(ValueError, match="int64"):
         FocalLoss()(torch.zeros(3, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.2 .* from 0 to 3"):
+        FocalLoss()(torch.zeros(3, 2), torch.tensor([0, 3, 1]))
     with pytest.raises(ValueError, match="gamma"):
         FocalLoss(gamma=-1)
 
