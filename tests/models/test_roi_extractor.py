@@ -66,3 +66,80 @@ def test_empty_rois_and_errors():
         MultiLevelRoIAlign(7, [4, 8, 16, 32])(pyramid()[:3], torch.zeros(1, 5))
     with pytest.raises(ValueError, match="level_mapping"):
         MultiLevelRoIAlign(level_mapping="detectron")
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def many_rois(n: int = 300, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * torch.tensor([300.0, 200.0])
+    wh = 4 + torch.rand(n, 2, generator=g) * 250
+    return torch.cat([torch.randint(0, 2, (n, 1), generator=g).float(), xy, xy + wh], 1)
+
+
+def test_cpu_pooling_spreads_over_threads_and_equals_one_thread(two_threads, monkeypatch):
+    """torchvision's CPU roi_align is single-threaded: MultiLevelRoIAlign splits the RoIs over the intra-op
+    threads. The result and its gradient are those of pooling everything on the calling thread."""
+    import threading
+
+    from lightdet.models.ops import roi_extractor
+
+    feats = [f.repeat(1, 4, 4, 4).requires_grad_(True) for f in pyramid(2)]
+    rois = many_rois()
+    ext = MultiLevelRoIAlign(7, [4, 8, 16, 32], sampling_ratio=2)
+    threads: set[int] = set()
+
+    def recording(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return roi_align(*args, **kwargs)
+
+    monkeypatch.setattr(roi_extractor, "roi_align", recording)
+    assert roi_extractor.roi_align_threads(feats[0], len(rois)) == 2
+    spread = ext(feats, rois)
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    (spread * torch.arange(spread.numel()).view_as(spread)).sum().backward()
+    grads = [f.grad for f in feats]
+    for f in feats:
+        f.grad = None
+    monkeypatch.setattr(roi_extractor, "MIN_ROIS_PER_THREAD", 10_000)  # back to one thread
+    threads.clear()
+    single = ext(feats, rois)
+    assert threads == {threading.get_ident()}
+    assert torch.equal(spread, single)
+    (single * torch.arange(single.numel()).view_as(single)).sum().backward()
+    assert [g is None for g in grads] == [f.grad is None for f in feats] != [True] * 4
+    for f, g in zip(feats, grads):
+        if g is not None:
+            torch.testing.assert_close(f.grad, g)
+
+
+def test_threaded_pooling_keeps_inference_mode_and_is_skipped_when_tracing(two_threads, monkeypatch):
+    import threading
+
+    from lightdet.models.ops import roi_extractor
+
+    feats = [f.repeat(1, 2, 4, 4) for f in pyramid(3)]
+    rois = many_rois(200, seed=1)
+    ext = MultiLevelRoIAlign(7, [4, 8, 16, 32])
+    with torch.inference_mode():
+        out = ext(feats, rois)
+    assert out.is_inference()
+    assert roi_extractor.roi_align_threads(feats[0], 10) == 1  # too few RoIs to hand over
+    threads: set[int] = set()
+
+    def recording(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return roi_align(*args, **kwargs)
+
+    monkeypatch.setattr(roi_extractor, "roi_align", recording)
+    traced = torch.jit.trace(
+        lambda f0, f1, f2, f3, r: ext([f0, f1, f2, f3], r), (*feats, rois), check_trace=False
+    )
+    assert threads == {threading.get_ident()}  # a trace only records its own thread
+    torch.testing.assert_close(traced(*feats, rois), out)

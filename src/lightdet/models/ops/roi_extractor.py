@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 LEVEL_MAPPINGS = ("mmdet", "torchvision")
+
+#: fewest RoIs for which pooling is spread over threads on a CPU (below it, handing work over costs more)
+MIN_ROIS_PER_THREAD = 32
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, executor)
+
+
+def roi_align_threads(feats: Tensor, num_rois: int) -> int:
+    """How many threads :class:`MultiLevelRoIAlign` pools ``num_rois`` RoIs of ``feats`` on.
+
+    torchvision's CPU ``roi_align`` kernel runs on one thread, so on a CPU the RoIs are split over
+    ``torch.get_num_threads()`` threads (its intra-op count). Everything else pools on the calling thread: GPUs,
+    small batches, autocast, and tracing or exporting (whose recording is thread-local).
+    """
+    threads = torch.get_num_threads()
+    if (
+        threads < 2
+        or num_rois < 2 * MIN_ROIS_PER_THREAD
+        or feats.device.type != "cpu"
+        or type(feats) is not Tensor
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.is_autocast_enabled("cpu")
+    ):
+        return 1
+    return min(threads, num_rois // MIN_ROIS_PER_THREAD)
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The process's RoI pooling threads (made again after a fork or a change of thread count)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] != workers:
+        _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="lightdet-roi-align"))
+    return _pool[2]
 
 
 class MultiLevelRoIAlign(nn.Module):
@@ -76,15 +113,30 @@ class MultiLevelRoIAlign(nn.Module):
         if rois.shape[0] == 0:
             return out
         levels = self.map_levels(rois)
-        for i, stride in enumerate(self.strides):
-            idx = torch.nonzero(levels == i).squeeze(1)
-            if idx.numel() == 0:
-                continue
-            out[idx] = roi_align(
-                feats[i], rois[idx], self.output_size, spatial_scale=1.0 / stride,
-                sampling_ratio=self.sampling_ratio, aligned=self.aligned,
-            ).to(out.dtype)
+        jobs = [(i, torch.nonzero(levels == i).squeeze(1)) for i in range(len(self.strides))]
+        workers = roi_align_threads(feats[0], rois.shape[0])
+        if workers > 1:  # each level's RoIs in `workers` parts, the parts on as many threads
+            jobs = [(i, part) for i, idx in jobs for part in idx.tensor_split(workers)]
+        jobs = [(i, idx) for i, idx in jobs if idx.numel()]
+        if workers > 1 and jobs:
+            grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+            def pool(i: int, idx: Tensor) -> Tensor:  # grad and inference mode are per thread
+                with torch.set_grad_enabled(grad), torch.inference_mode(inference):
+                    return self._pool_level(feats[i], rois[idx], i)
+
+            pooled = list(_executor(workers).map(pool, *zip(*jobs)))
+        else:
+            pooled = [self._pool_level(feats[i], rois[idx], i) for i, idx in jobs]
+        for (_, idx), features in zip(jobs, pooled):
+            out[idx] = features.to(out.dtype)
         return out
+
+    def _pool_level(self, feat: Tensor, rois: Tensor, level: int) -> Tensor:
+        return roi_align(
+            feat, rois, self.output_size, spatial_scale=1.0 / self.strides[level],
+            sampling_ratio=self.sampling_ratio, aligned=self.aligned,
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
