@@ -1,7 +1,9 @@
 """lightdet vs torchvision detectors: same weights, same inputs, side by side, in one process.
 
-For Faster R-CNN, Mask R-CNN, RetinaNet and FCOS (R50-FPN), torchvision's seeded random model is converted
-with lightdet's torchvision preset, so both compute the same function at inference. Inference (``predict``)
+For Faster R-CNN, Mask R-CNN, RetinaNet and FCOS (R50-FPN), torchvision's seeded random model is put in the
+form its pretrained recipe has (``FrozenBatchNorm2d``, ``layer2``-``layer4`` trainable) and converted with
+lightdet's torchvision preset, so both compute the same function, at inference and in a training step (the
+printed proposal, RoI and positive counts agree). Inference (``predict``)
 and one training step (forward + backward + SGD step) of both are timed alternately, and the medians and the
 ratio lightdet / torchvision are printed (below 1: lightdet is faster). Inference is timed twice for lightdet:
 the model as built ("as built") and after :func:`lightdet.models.optimize_for_inference` (BatchNorm folded into

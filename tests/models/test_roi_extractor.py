@@ -84,8 +84,9 @@ def many_rois(n: int = 300, seed: int = 0) -> torch.Tensor:
 
 
 def test_cpu_pooling_spreads_over_threads_and_equals_one_thread(two_threads, monkeypatch):
-    """torchvision's CPU roi_align is single-threaded: MultiLevelRoIAlign splits the RoIs over the intra-op
-    threads. The result and its gradient are those of pooling everything on the calling thread."""
+    """torchvision's CPU roi_align (forward and backward) is single-threaded: MultiLevelRoIAlign splits the
+    forward's RoIs and the backward's channels over the intra-op threads. Values and gradients are exactly
+    those of pooling everything on the calling thread."""
     import threading
 
     from lightdet.models.ops import roi_extractor
@@ -93,30 +94,41 @@ def test_cpu_pooling_spreads_over_threads_and_equals_one_thread(two_threads, mon
     feats = [f.repeat(1, 4, 4, 4).requires_grad_(True) for f in pyramid(2)]
     rois = many_rois()
     ext = MultiLevelRoIAlign(7, [4, 8, 16, 32], sampling_ratio=2)
-    threads: set[int] = set()
+    forward_threads: set[int] = set()
+    backward_threads: set[int] = set()
 
     def recording(*args, **kwargs):
-        threads.add(threading.get_ident())
+        forward_threads.add(threading.get_ident())
         return roi_align(*args, **kwargs)
 
+    backward = roi_extractor._roi_align_backward
+
+    def recording_backward(*args, **kwargs):
+        backward_threads.add(threading.get_ident())
+        return backward(*args, **kwargs)
+
     monkeypatch.setattr(roi_extractor, "roi_align", recording)
+    monkeypatch.setattr(roi_extractor, "_roi_align_backward", recording_backward)
     assert roi_extractor.roi_align_threads(feats[0], len(rois)) == 2
     spread = ext(feats, rois)
-    assert len(threads) == 2 and threading.get_ident() not in threads
-    (spread * torch.arange(spread.numel()).view_as(spread)).sum().backward()
+    weights = torch.randn(spread.shape, generator=torch.Generator().manual_seed(0))
+    (spread * weights).sum().backward()
+    main = threading.get_ident()
+    assert len(forward_threads) == 2 and main not in forward_threads
+    assert len(backward_threads) == 2 and main not in backward_threads
     grads = [f.grad for f in feats]
     for f in feats:
         f.grad = None
     monkeypatch.setattr(roi_extractor, "MIN_ROIS_PER_THREAD", 10_000)  # back to one thread
-    threads.clear()
+    forward_threads.clear()
     single = ext(feats, rois)
-    assert threads == {threading.get_ident()}
+    (single * weights).sum().backward()
+    assert forward_threads == {main}
     assert torch.equal(spread, single)
-    (single * torch.arange(single.numel()).view_as(single)).sum().backward()
     assert [g is None for g in grads] == [f.grad is None for f in feats] != [True] * 4
     for f, g in zip(feats, grads):
         if g is not None:
-            torch.testing.assert_close(f.grad, g)
+            assert torch.equal(f.grad, g)
 
 
 def test_threaded_pooling_keeps_inference_mode_and_is_skipped_when_tracing(two_threads, monkeypatch):

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torchvision.ops import roi_align
 
 LEVEL_MAPPINGS = ("mmdet", "torchvision")
@@ -16,7 +17,7 @@ LEVEL_MAPPINGS = ("mmdet", "torchvision")
 #: fewest RoIs for which pooling is spread over threads on a CPU (below it, handing work over costs more)
 MIN_ROIS_PER_THREAD = 32
 
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, executor)
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, threads, executor)
 
 
 def roi_align_threads(feats: Tensor, num_rois: int) -> int:
@@ -41,12 +42,69 @@ def roi_align_threads(feats: Tensor, num_rois: int) -> int:
     return min(threads, num_rois // MIN_ROIS_PER_THREAD)
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The process's RoI pooling threads (made again after a fork or a change of thread count)."""
+def _executor() -> ThreadPoolExecutor:
+    """The process's RoI pooling threads, one per intra-op thread (made again after a fork or a change of
+    ``torch.set_num_threads``)."""
     global _pool
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] != workers:
-        _pool = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="lightdet-roi-align"))
+    threads = torch.get_num_threads()
+    if _pool is None or _pool[0] != os.getpid() or _pool[1] != threads:
+        _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="lightdet-roi-align"))
     return _pool[2]
+
+
+def _roi_align_backward(grad: Tensor, rois: Tensor, feat_shape: torch.Size, args: tuple) -> Tensor:
+    """torchvision's RoIAlign backward: ``grad [R, C', S, S]`` -> ``[B, C', H, W]`` for ``C'`` channels."""
+    output_size, spatial_scale, sampling_ratio, aligned = args
+    b, _, h, w = feat_shape
+    return torch.ops.torchvision._roi_align_backward(
+        grad.contiguous(), rois, spatial_scale, output_size, output_size, b, grad.shape[1], h, w,
+        sampling_ratio, aligned,
+    )  # fmt: skip
+
+
+class _ThreadedRoIAlign(torch.autograd.Function):
+    """RoIAlign whose forward splits the RoIs, and whose backward splits the channels, over ``workers``
+    threads (torchvision's CPU kernels run on one). Splitting the backward by channels keeps each gradient
+    element's sum in RoI order, so the result is that of one call."""
+
+    @staticmethod
+    def forward(ctx, feat: Tensor, rois: Tensor, args: tuple, workers: int) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(rois)
+        ctx.feat_shape, ctx.args, ctx.workers = feat.shape, args, workers
+
+        def pool(part: Tensor) -> Tensor:
+            with torch.no_grad():
+                return roi_align(feat, part, *args)
+
+        return torch.cat(list(_executor().map(pool, rois.tensor_split(workers))))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (rois,) = ctx.saved_tensors
+
+        def back(part: Tensor) -> Tensor:
+            return _roi_align_backward(part, rois, ctx.feat_shape, ctx.args)
+
+        parts = grad.tensor_split(ctx.workers, dim=1)
+        return torch.cat(list(_executor().map(back, parts)), 1), None, None, None
+
+
+def pool_rois(feat: Tensor, rois: Tensor, args: tuple, workers: int) -> Tensor:
+    """``roi_align(feat, rois, *args)`` (``args``: output size, spatial scale, sampling ratio, aligned) with
+    its RoIs, and its backward's channels, spread over ``workers`` threads when that is above 1."""
+    workers = min(workers, rois.shape[0])
+    if workers < 2:
+        return roi_align(feat, rois, *args)
+    if torch.is_grad_enabled() and feat.requires_grad:
+        return _ThreadedRoIAlign.apply(feat, rois, args, workers)
+    inference = torch.is_inference_mode_enabled()
+
+    def pool(part: Tensor) -> Tensor:  # inference mode is per thread
+        with torch.inference_mode(inference), torch.no_grad():
+            return roi_align(feat, part, *args)
+
+    return torch.cat(list(_executor().map(pool, rois.tensor_split(workers))))
 
 
 class MultiLevelRoIAlign(nn.Module):
@@ -113,30 +171,14 @@ class MultiLevelRoIAlign(nn.Module):
         if rois.shape[0] == 0:
             return out
         levels = self.map_levels(rois)
-        jobs = [(i, torch.nonzero(levels == i).squeeze(1)) for i in range(len(self.strides))]
         workers = roi_align_threads(feats[0], rois.shape[0])
-        if workers > 1:  # each level's RoIs in `workers` parts, the parts on as many threads
-            jobs = [(i, part) for i, idx in jobs for part in idx.tensor_split(workers)]
-        jobs = [(i, idx) for i, idx in jobs if idx.numel()]
-        if workers > 1 and jobs:
-            grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
-
-            def pool(i: int, idx: Tensor) -> Tensor:  # grad and inference mode are per thread
-                with torch.set_grad_enabled(grad), torch.inference_mode(inference):
-                    return self._pool_level(feats[i], rois[idx], i)
-
-            pooled = list(_executor(workers).map(pool, *zip(*jobs)))
-        else:
-            pooled = [self._pool_level(feats[i], rois[idx], i) for i, idx in jobs]
-        for (_, idx), features in zip(jobs, pooled):
-            out[idx] = features.to(out.dtype)
+        for i, stride in enumerate(self.strides):
+            idx = torch.nonzero(levels == i).squeeze(1)
+            if idx.numel() == 0:
+                continue
+            args = (self.output_size, 1.0 / stride, self.sampling_ratio, self.aligned)
+            out[idx] = pool_rois(feats[i], rois[idx], args, workers).to(out.dtype)
         return out
-
-    def _pool_level(self, feat: Tensor, rois: Tensor, level: int) -> Tensor:
-        return roi_align(
-            feat, rois, self.output_size, spatial_scale=1.0 / self.strides[level],
-            sampling_ratio=self.sampling_ratio, aligned=self.aligned,
-        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
