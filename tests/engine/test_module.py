@@ -345,10 +345,10 @@ SEEDED_FITS = {
         [2.0999999046325684, 2.0999398231506348, 2.0717380046844482, 2.0257692337036133, 1.9935376644134521,
          1.9746513366699219],
         [("default", 0.001, 0.01), ("bias", 0.001, 0.01), ("norm", 0.001, 0.01)],
-        {"shift": [0.47709304094314575] * 4, "conv.bias": [-0.010445863008499146, 0.4585038721561432],
-         "conv.weight": [-0.002576798666268587, 0.31075215339660645, -0.47399088740348816,
-                         -0.42318347096443176, -0.22127605974674225, 0.1555706262588501],
-         "bn.weight": [1.008994221687317, 1.0010790824890137], "bn.bias": [0.022803859785199165] * 2},
+        # Only shift and bn.bias: the loss reads the BN output's mean, which is bn.bias, so the conv and
+        # bn.weight gradients are zero but for rounding, and AdamW's normalised step turns that rounding (the
+        # CPU's SIMD reduction order) into moves of up to lr.
+        {"shift": [0.47709304094314575] * 4, "bn.bias": [0.022803859785199165] * 2},
     ),
 }
 
