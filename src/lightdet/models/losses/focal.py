@@ -7,6 +7,7 @@ from typing import overload
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from torchvision.ops import sigmoid_focal_loss
 
 from lightdet.models.losses.reduction import check_reduction, weight_reduce
@@ -90,6 +91,7 @@ class _LabelFocalSum(torch.autograd.Function):
         return total + (pos_loss * weight[rows]).sum()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         x, labels, weight = ctx.saved_tensors
         alpha, gamma = ctx.alpha, ctx.gamma
