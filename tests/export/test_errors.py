@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_builders import CLASSES, export_model, seeded_model
 from torch import nn
 
-from conftest import CLASSES, export_model, seeded_model
 from lightdet.export import ExportError, ExportOptions, build_graph, export_detector, load_export
 from lightdet.models import SoftNMS
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_builders import CLASSES, export_model, seeded_model
 
-from conftest import CLASSES, export_model, seeded_model
 from lightdet.export import exported_format, read_metadata
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_builders import FAMILIES, SIZES, export_model, image_batches, seeded_model
 from model_builders import make_sample
 
-from conftest import FAMILIES, SIZES, export_model, image_batches, seeded_model
 from lightdet.export import assert_parity, load_export
 from lightdet.structures import DetBatch, Detections, DetSample
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from export_builders import image_batches
 from torch import Tensor, nn
 
-from conftest import image_batches
 from lightdet.export import GraphHead, SupportsExport, assert_parity, load_export, read_metadata
 from lightdet.export.ops import Size, query_topk
 from lightdet.export.writers import ExportOptions, export_detector
