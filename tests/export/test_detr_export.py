@@ -57,9 +57,7 @@ def test_onnx_runtime_and_torchscript_match_eager(name: str, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", ["dfine"]
-)  # the DETR head with FDR; RT-DETR's graph is checked in ONNX/TorchScript
+@pytest.mark.parametrize("name", ["dfine"])  # the DETR head with FDR; RT-DETR's graph is checked in ONNX/TorchScript
 def test_exported_program_matches_eager(name: str, tmp_path: Path) -> None:
     model = seeded_model(name)
     batches = image_batches()
@@ -94,9 +92,7 @@ def test_example_grows_until_the_queries_fit(tmp_path: Path) -> None:
 
 
 def test_bilinear_sampling_needs_opset_16(tmp_path: Path) -> None:
-    with pytest.raises(
-        ExportError, match=r"opset 15 .*grid_sample.*decoder\.layers\.0\.cross_attn and 1 more.*16"
-    ):
+    with pytest.raises(ExportError, match=r"opset 15 .*grid_sample.*decoder\.layers\.0\.cross_attn and 1 more.*16"):
         export_detector(
             seeded_model("rtdetr"), tmp_path / "m.onnx", ExportOptions(opset=15), class_names=["a", "b", "c"]
         )

@@ -6,6 +6,8 @@ from mask_model_builders import STAGE_IOUS, build_tiny_cascade, make_mask_batch,
 
 from lightdet.models import CascadeRoIHead
 from lightdet.models.roi_heads import SampledRoIs
+from lightdet.models.roi_heads.mask_head import mean_label_probs
+from lightdet.models.roi_heads.sampling import rois_from_boxes
 from lightdet.structures import DetBatch
 
 
@@ -97,6 +99,36 @@ def test_predictions_with_masks_in_original_coordinates():
     assert all(d.masks.dtype == torch.bool and len(d) > 0 for d in dets)
     boxes_only = build_tiny_cascade(with_mask=False).eval().predict(batch)
     assert all(d.masks is None for d in boxes_only)
+
+
+@pytest.mark.parametrize("alike", [True, False])
+def test_mask_heads_share_one_pooling_when_their_extractors_pool_alike(alike):
+    """The stages' mask probabilities are averaged; the detections are pooled once when the stages' mask
+    extractors have the same settings (MMDetection's configs), once per group of alike extractors otherwise,
+    and the average equals that of each head pooling for itself."""
+    torch.manual_seed(0)
+    model = build_tiny_cascade().eval()
+    heads = [stage.mask_head for stage in model.roi_head.stages]
+    if not alike:
+        heads[1].mask_roi_extractor.sampling_ratio = 2
+    calls = []
+    for head in heads:
+        head.mask_roi_extractor.register_forward_hook(lambda module, args, out: calls.append(module))
+    batch = make_mask_batch()
+    with torch.no_grad():
+        feats, proposals = model._proposals(batch)
+        dets = model.roi_head.predict(feats, [p.boxes for p in proposals], batch)
+        assert len(calls) == (1 if alike else 2)  # stages 0 and 2 share one; stage 1 pools on its own
+        per_head = [h.predict_probs(feats, dets) for h in heads]
+    expected = [torch.stack(p).mean(0) for p in zip(*per_head)]
+    with torch.no_grad():
+        got = mean_label_probs(
+            heads,
+            torch.cat([d.labels for d in dets]),
+            lambda e: e(feats, rois_from_boxes([d.boxes for d in dets])),
+        )
+    torch.testing.assert_close(got, torch.cat(expected), rtol=0, atol=1e-6)
+    assert sum(len(d) for d in dets) > 0
 
 
 def test_cascade_mask_rcnn_seeded_loss_values_are_pinned():

@@ -30,7 +30,7 @@ from lightdet.models.ops.boxes import large_box_mask
 from lightdet.models.ops.nms import NMS
 from lightdet.models.roi_heads.bbox_head import BBoxHead
 from lightdet.models.roi_heads.cascade_roi_head import CascadeRoIHead
-from lightdet.models.roi_heads.mask_head import FCNMaskHead
+from lightdet.models.roi_heads.mask_head import FCNMaskHead, mean_label_probs
 from lightdet.models.roi_heads.standard_roi_head import StandardRoIHead
 
 
@@ -121,11 +121,10 @@ class DetectionsGraph(nn.Module):
         return boxes[keep].float(), scores[keep].float(), labels[keep], batch[keep]
 
 
-def mask_probs(head: FCNMaskHead, feats: Sequence[Tensor], rois: Tensor, labels: Tensor) -> Tensor:
-    """``[N, M, M]`` sigmoid probabilities of each detection's label (:meth:`FCNMaskHead.predict_probs`)."""
-    logits = head(multi_level_roi_align(head.mask_roi_extractor, feats, rois))
-    channel = torch.zeros_like(labels) if head.class_agnostic else labels
-    return logits[torch.arange(logits.shape[0], device=logits.device), channel].float().sigmoid()
+def mask_probs(heads: Sequence[FCNMaskHead], feats: Sequence[Tensor], rois: Tensor, labels: Tensor) -> Tensor:
+    """``[N, M, M]`` mask probabilities of each detection's label, averaged over ``heads``
+    (:func:`~lightdet.models.roi_heads.mask_head.mean_label_probs` with the graph's RoI pooling)."""
+    return mean_label_probs(heads, labels, lambda extractor: multi_level_roi_align(extractor, feats, rois))
 
 
 def _check_mask_head(head: nn.Module | None, owner: str) -> FCNMaskHead | None:
@@ -159,7 +158,7 @@ class StandardRoIGraph(nn.Module):
         if self.mask_head is None:
             return detections
         boxes, _, labels, batch = detections
-        return (*detections, mask_probs(self.mask_head, feats, rois_of(boxes, batch), labels))
+        return (*detections, mask_probs([self.mask_head], feats, rois_of(boxes, batch), labels))
 
 
 class CascadeRoIGraph(nn.Module):
@@ -209,8 +208,7 @@ class CascadeRoIGraph(nn.Module):
             return detections
         boxes, _, labels, det_batch = detections
         det_rois = rois_of(boxes, det_batch)
-        probs = torch.stack([mask_probs(h, feats, det_rois, labels) for h in self.mask_heads]).mean(0)
-        return (*detections, probs)
+        return (*detections, mask_probs(self.mask_heads, feats, det_rois, labels))
 
 
 class TwoStageGraphHead(GraphHead):

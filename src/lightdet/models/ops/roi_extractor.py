@@ -180,6 +180,11 @@ class MultiLevelRoIAlign(nn.Module):
             out[idx] = pool_rois(feats[i], rois[idx], args, workers).to(out.dtype)
         return out
 
+    def pools_like(self, other: object) -> bool:
+        """Whether ``other`` pools the same features from the same inputs (same class and settings), so that
+        one call can serve both (a cascade's mask heads pool the same detections at test time)."""
+        return type(other) is type(self) and other.extra_repr() == self.extra_repr()
+
     def extra_repr(self) -> str:
         return (
             f"output_size={self.output_size}, strides={self.strides}, sampling_ratio={self.sampling_ratio}, "

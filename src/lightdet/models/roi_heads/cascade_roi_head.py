@@ -13,7 +13,7 @@ from lightdet.models.ops.nms import NMS, SoftNMS
 from lightdet.models.ops.roi_extractor import MultiLevelRoIAlign
 from lightdet.models.ops.sampler import RandomSampler
 from lightdet.models.roi_heads.bbox_head import BBoxHead
-from lightdet.models.roi_heads.mask_head import FCNMaskHead, attach_masks
+from lightdet.models.roi_heads.mask_head import FCNMaskHead, attach_masks, mean_label_probs
 from lightdet.models.roi_heads.sampling import SampledRoIs, rois_from_boxes, sample_rois
 from lightdet.models.roi_heads.standard_roi_head import postprocess_detections
 from lightdet.structures import DetBatch, Detections
@@ -194,9 +194,12 @@ class CascadeRoIHead(nn.Module):
     def _predict_masks(
         self, feats: Sequence[Tensor], detections: list[Detections], batch: DetBatch
     ) -> list[Detections]:
-        """Attaches the stages' mean mask probabilities, pasted at the original size, to the detections."""
-        heads = [s.mask_head for s in self.stages]
-        per_stage = [h.predict_probs(feats, detections) for h in heads]  # type: ignore[union-attr]
-        probs = [torch.stack(p).mean(0) for p in zip(*per_stage)]
-        last: FCNMaskHead = heads[-1]  # type: ignore[assignment]
+        """Attaches the stages' mean mask probabilities, pasted at the original size, to the detections.
+        Mask heads whose RoI extractors pool alike share one pooling of the detections."""
+        heads: list[FCNMaskHead] = [s.mask_head for s in self.stages]  # type: ignore[misc]
+        rois = rois_from_boxes([d.boxes for d in detections])
+        labels = torch.cat([d.labels for d in detections])
+        mean = mean_label_probs(heads, labels, lambda extractor: extractor(feats, rois))
+        probs = list(mean.split([len(d) for d in detections]))
+        last = heads[-1]
         return attach_masks(detections, probs, batch, last.mask_thr, last.paste_mode)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -122,9 +122,13 @@ class FCNMaskHead(nn.Module):
     def predict_probs(self, feats: Sequence[Tensor], detections: list[Detections]) -> list[Tensor]:
         """Per image ``[N_i, M, M]`` sigmoid probabilities of each detection's label (input pixels)."""
         rois = rois_from_boxes([d.boxes for d in detections])
-        logits = self(self.mask_roi_extractor(feats, rois))
-        probs = self._select(logits, torch.cat([d.labels for d in detections])).float().sigmoid()
+        labels = torch.cat([d.labels for d in detections])
+        probs = self.label_probs(self.mask_roi_extractor(feats, rois), labels)
         return list(probs.split([len(d) for d in detections]))
+
+    def label_probs(self, pooled: Tensor, labels: Tensor) -> Tensor:
+        """``[R, C, S, S]`` pooled features -> ``[R, M, M]`` sigmoid probabilities of each RoI's label."""
+        return self._select(self(pooled), labels).float().sigmoid()
 
     def predict(
         self, feats: Sequence[Tensor], detections: list[Detections], batch: DetBatch
@@ -132,6 +136,26 @@ class FCNMaskHead(nn.Module):
         """Attaches ``bool [N, *meta.ori_size]`` masks to each image's detections (boxes in input pixels)."""
         probs = self.predict_probs(feats, detections)
         return attach_masks(detections, probs, batch, self.mask_thr, self.paste_mode)
+
+
+def mean_label_probs(
+    heads: Sequence[FCNMaskHead], labels: Tensor, pool: Callable[[MultiLevelRoIAlign], Tensor]
+) -> Tensor:
+    """``[R, M, M]`` sigmoid probabilities of each RoI's label, averaged over ``heads`` (a cascade's stages).
+
+    ``pool(extractor)`` gives the ``[R, C, S, S]`` features of the RoIs; heads whose extractors pool alike
+    (:meth:`MultiLevelRoIAlign.pools_like`) share one call of it.
+    """
+    pooled: list[tuple[MultiLevelRoIAlign, Tensor]] = []
+    probs = []
+    for head in heads:
+        extractor = head.mask_roi_extractor
+        shared = next((p for e, p in pooled if extractor.pools_like(e)), None)
+        if shared is None:
+            shared = pool(extractor)
+            pooled.append((extractor, shared))
+        probs.append(head.label_probs(shared, labels))
+    return probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
 
 
 def attach_masks(
