@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from lightdet.benchmark import benchmark, count_flops, count_parameters, synthetic_batch
+from lightdet.benchmark import (
+    BenchResult,
+    StealMeter,
+    benchmark,
+    count_flops,
+    count_parameters,
+    steal_note,
+    synthetic_batch,
+)
 from lightdet.cli import bench
 
 
@@ -68,9 +77,47 @@ def test_cli_prints_and_writes_json(tmp_path, capsys):
     code = bench.main(["fcos_small", "--size", "64", "64", "--warmup", "0", "--repeats", "1", "--json", str(out)])
     assert code == 0
     assert "M parameters" in capsys.readouterr().out
-    assert json.loads(out.read_text())["size"] == [64, 64]
+    written = json.loads(out.read_text())
+    assert written["size"] == [64, 64]
+    assert written["cpu_steal"] is None or 0 <= written["cpu_steal"] <= 1
 
 
 def test_cli_names_an_unknown_target(capsys):
     assert bench.main(["no_such_model"]) == 2
     assert "neither a checkpoint file nor a model config" in capsys.readouterr().err
+
+
+def write_stat(path, steal: int, idle: int) -> None:
+    """A /proc/stat with the aggregate line (user nice system idle iowait irq softirq steal guest guest_nice)
+    and one per-CPU line."""
+    path.write_text(f"cpu  100 0 50 {idle} 0 0 0 {steal} 0 0\ncpu0 100 0 50 {idle} 0 0 0 {steal} 0 0\n")
+
+
+def test_steal_meter_reads_the_share_taken_by_the_hypervisor(tmp_path):
+    stat = tmp_path / "stat"
+    write_stat(stat, steal=10, idle=840)  # 1000 ticks so far
+    meter = StealMeter(stat)
+    write_stat(stat, steal=10 + 60, idle=840 + 140)  # 200 more ticks, 60 of them stolen
+    assert meter.share() == pytest.approx(0.3)
+
+
+def test_steal_meter_is_none_without_proc_stat(tmp_path):
+    assert StealMeter(tmp_path / "absent").share() is None
+    (tmp_path / "bad").write_text("intr 1 2 3\n")
+    assert StealMeter(tmp_path / "bad").share() is None
+
+
+def test_cli_warns_when_the_hypervisor_took_the_cpu():
+    result = BenchResult(
+        params_m=1.0, gflops=1.0, batch=1, size=(64, 64), device="cpu", precision="32", backend="eager",
+        median_s=0.1, p90_s=0.1, runs=3, cpu_steal=0.3,
+    )  # fmt: skip
+    assert "hypervisor took 30%" in bench.format_result("m", result)
+    for steal in (0.01, None):
+        assert "hypervisor" not in bench.format_result("m", dataclasses.replace(result, cpu_steal=steal))
+
+
+def test_steal_note_flags_a_busy_host():
+    assert steal_note(None) == ""
+    assert steal_note(0.02) == "steal 2%"
+    assert steal_note(0.21) == "steal 21% (busy host: not comparable)"

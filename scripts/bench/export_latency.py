@@ -34,6 +34,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from lightdet.benchmark import StealMeter, steal_note
 from lightdet.composition import compose_config
 from lightdet.export import ExportError, ExportOptions, export_detector, load_export
 from lightdet.models import BBoxHead, FCOSHead, RetinaHead, optimize_for_inference
@@ -140,12 +141,14 @@ def main() -> None:
             except ExportError as e:
                 print(f"{name:<20} not exportable: {e}")
                 continue
+            meter = StealMeter()
             med = time_alternating(fns, batch, args.repeats)
+            steal = steal_note(meter.share())
         eager = med["eager"]
         print(
             f"{name:<20} {h:>4}x{w:<4} {eager * 1e3:>9.0f} {med['onnx'] * 1e3:>10.0f} {med['onnx'] / eager:>6.2f} "
             f"{med['torchscript'] * 1e3:>15.0f} {med['torchscript'] / eager:>6.2f} "
-            f"{med['eager opt'] * 1e3:>13.0f} {med['onnx'] / med['eager opt']:>10.2f}"
+            f"{med['eager opt'] * 1e3:>13.0f} {med['onnx'] / med['eager opt']:>10.2f}  {steal}"
         )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
+from lightdet.benchmark import StealMeter, steal_note
 from lightdet.checkpoint.from_hf import (
     convert_hf_state_dict,
     hf_class_names,
@@ -84,13 +85,15 @@ def bench(kind: str, size: int, repeats: int, warmup: int) -> float:
     batch = one_image_batch(size)
     pixels = batch.images.float() / 255
     fast = optimize_for_inference(copy.deepcopy(ours))
+    meter = StealMeter()
     times = alternate({"transformers": lambda: reference(pixel_values=pixels), "lightdet": lambda: fast.predict(batch),
                        "as built": lambda: ours.predict(batch)}, repeats, warmup)  # fmt: skip
     med = {k: statistics.median(v) for k, v in times.items()}
     ratio = med["lightdet"] / med["transformers"]
     print(f"{kind:8s} {size}x{size} batch 1: transformers {med['transformers'] * 1e3:8.1f} ms  lightdet "
           f"{med['lightdet'] * 1e3:8.1f} ms  ratio {ratio:.3f}  (as built {med['as built'] * 1e3:.1f} ms, ratio "
-          f"{med['as built'] / med['transformers']:.3f}; medians of {repeats}; load {os.getloadavg()[0]:.1f})")
+          f"{med['as built'] / med['transformers']:.3f}; medians of {repeats}; load {os.getloadavg()[0]:.1f}) "
+          f"{steal_note(meter.share())}")
     return ratio
 
 

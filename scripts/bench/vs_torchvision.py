@@ -34,6 +34,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from lightdet.benchmark import StealMeter, steal_note
 from lightdet.checkpoint import compose_model_config, convert, get_preset
 from lightdet.models import optimize_for_inference
 from lightdet.structures import DetBatch, DetSample, ImageMeta
@@ -260,12 +261,14 @@ def bench(arch: str, args: argparse.Namespace, device: torch.device) -> None:
     for name, a, b in pairs:
         a(), b()  # warm-up
         ta, tb = [], []
+        meter = StealMeter()
         for _ in range(args.repeats):  # alternate so that machine noise hits both alike
             ta.append(timed(a, device))
             tb.append(timed(b, device))
         ma, mb = statistics.median(ta), statistics.median(tb)
         print(f"  {name:>10}: lightdet {ma * 1000:8.1f} ms ({args.batch / ma:6.1f} img/s)  torchvision "
-              f"{mb * 1000:8.1f} ms ({args.batch / mb:6.1f} img/s)  ratio {ma / mb:5.2f}")  # fmt: skip
+              f"{mb * 1000:8.1f} ms ({args.batch / mb:6.1f} img/s)  ratio {ma / mb:5.2f}  "
+              f"{steal_note(meter.share())}")  # fmt: skip
     if not args.no_train and hasattr(ours, "roi_head"):
         sample_counts(ours, tv, pairs[-1][1], pairs[-1][2])
     if args.profile:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -19,7 +20,16 @@ from torch import nn
 from lightdet.models.folding import optimize_for_inference
 from lightdet.structures import DetBatch, DetSample, ImageMeta
 
-__all__ = ["BenchResult", "synthetic_batch", "count_parameters", "count_flops", "time_calls", "benchmark"]
+__all__ = [
+    "BenchResult",
+    "StealMeter",
+    "steal_note",
+    "synthetic_batch",
+    "count_parameters",
+    "count_flops",
+    "time_calls",
+    "benchmark",
+]
 
 #: precision name -> autocast dtype (None: no autocast)
 PRECISIONS = {"32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -39,6 +49,7 @@ class BenchResult:
     median_s: float
     p90_s: float
     runs: int
+    cpu_steal: float | None = None
 
     @property
     def images_per_s(self) -> float:
@@ -79,6 +90,55 @@ def count_flops(run: Callable[[], object]) -> int:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+#: Above this share of CPU time taken by the hypervisor, timings are not comparable with a quiet machine's.
+STEAL_WARNING = 0.05
+
+
+class StealMeter:
+    """The share of this machine's CPU time that its hypervisor took ("steal") since the meter started.
+
+    On a shared cloud VM another guest can take a large part of the CPU for minutes, and timings taken then
+    are slower by about that share. Linux counts it in the ``steal`` column of ``/proc/stat``; elsewhere
+    (macOS, Windows, a container without ``/proc``) :meth:`share` is None.
+
+    >>> meter = StealMeter()
+    >>> ...  # timed work
+    >>> meter.share()  # e.g. 0.02, or None
+    """
+
+    def __init__(self, stat_path: str | Path = "/proc/stat") -> None:
+        self.path = Path(stat_path)
+        self.start = self.read()
+
+    def read(self) -> tuple[int, int] | None:
+        """``(steal, total)`` clock ticks of all CPUs since boot, from the ``cpu`` line; None without one."""
+        try:
+            first = self.path.read_text().splitlines()[0].split()
+        except (OSError, IndexError):
+            return None
+        if not first or first[0] != "cpu" or len(first) < 9:
+            return None
+        ticks = [int(v) for v in first[1:9]]  # user nice system idle iowait irq softirq steal
+        return ticks[7], sum(ticks)
+
+    def share(self) -> float | None:
+        """Steal ticks over all ticks since the meter started (0 when no tick passed); None if unreadable."""
+        end = self.read()
+        if self.start is None or end is None:
+            return None
+        total = end[1] - self.start[1]
+        return (end[0] - self.start[0]) / total if total > 0 else 0.0
+
+
+def steal_note(share: float | None) -> str:
+    """A benchmark line's note on :class:`StealMeter`'s share: ``"steal 3%"``, flagged above
+    :data:`STEAL_WARNING` (``"steal 21% (busy host: not comparable)"``), empty where it cannot be read."""
+    if share is None:
+        return ""
+    flag = " (busy host: not comparable)" if share > STEAL_WARNING else ""
+    return f"steal {share:.0%}{flag}"
 
 
 def time_calls(run: Callable[[], object], *, warmup: int, repeats: int, device: torch.device) -> list[float]:
@@ -140,10 +200,12 @@ def benchmark(
             return model.predict(data)
 
     gflops = count_flops(run) / 1e9 / batch if flops and eager else None
+    meter = StealMeter()
     times = time_calls(run, warmup=warmup, repeats=repeats, device=dev)
+    steal = meter.share()
     ordered = sorted(times)
     return BenchResult(
         params_m=None if params is None else params / 1e6, gflops=gflops, batch=batch, size=size,
         device=str(dev), precision=precision, backend=backend, median_s=statistics.median(times),
-        p90_s=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], runs=repeats,
+        p90_s=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], runs=repeats, cpu_steal=steal,
     )  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from lightdet.benchmark import PRECISIONS, BenchResult, benchmark
+from lightdet.benchmark import PRECISIONS, STEAL_WARNING, BenchResult, benchmark
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,11 +65,17 @@ def load_model(target: str, num_classes: int) -> nn.Module:
 def format_result(name: str, r: BenchResult) -> str:
     flops = "n/a" if r.gflops is None else f"{r.gflops:.1f} GFLOPs/image"
     params = "n/a" if r.params_m is None else f"{r.params_m:.2f} M"
-    return "\n".join([
+    lines = [
         f"{name}: {params} parameters, {flops} at {r.size[0]}x{r.size[1]}",
         f"  {r.device} {r.precision} {r.backend}, batch {r.batch}: median {r.median_s * 1000:.1f} ms, "
         f"p90 {r.p90_s * 1000:.1f} ms over {r.runs} runs, {r.images_per_s:.2f} images/s",
-    ])  # fmt: skip
+    ]
+    if r.cpu_steal is not None and r.cpu_steal > STEAL_WARNING:
+        lines.append(
+            f"  warning: the hypervisor took {r.cpu_steal:.0%} of this machine's CPU time during the runs "
+            "(/proc/stat steal); these timings are slower than on a quiet machine"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
